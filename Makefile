@@ -1,0 +1,35 @@
+# Two commands on a fresh machine:
+#   make demo   installs into .venv and runs a real sweep (examples/sst2.yaml)
+#   make test   installs the test extras too and runs the whole suite
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build by default (pip takes it from this machine's disk); GPU users override it,
+# e.g. make demo TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+# The shared data folder beside the checkout (or this workplace's copy of it); where neither
+# exists, the examples fall back to the same datasets on the Hugging Face Hub.
+HPO_DATA ?= $(abspath $(firstword $(wildcard ../shared/data /work/shared/data) ../shared/data))
+export HPO_DATA
+
+BIN := $(VENV)/bin
+
+.PHONY: install demo test clean
+
+install: $(VENV)/.installed
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install $(TORCH_SPEC)
+	$(BIN)/pip install -e ".[test,bench]"
+	touch $@
+
+demo: install
+	$(BIN)/hpo run examples/sst2.yaml --no-serve
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

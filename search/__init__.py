@@ -1,0 +1,1 @@
+"""Sweep files, search spaces, algorithms, schedulers, the runner, results and the `hpo` CLI."""

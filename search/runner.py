@@ -1,0 +1,278 @@
+"""Running, resuming and summarising a sweep with Ray Tune.
+
+`run_sweep` reads the data and tokenizes it once (in the driver, before any trial), connects to
+Ray (an embedded single-node cluster, or `--address`/`RAY_ADDRESS`), runs the Tune experiment in
+`<storage>/<name>/` and writes `trials.csv` and `summary.json` there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from search.algorithms import SearchSettings
+from search.results import build_summary, load_records, write_results
+from search.schedulers import Budget
+from search.space import to_tune_space
+from search.sweep import Sweep, load_sweep, sweep_to_yaml
+from trainables.data import load_splits
+from trainables.encoding import EncodedData, encode
+from trainables.errors import UserError
+from trainables.job import TrainJob
+from trainables.models import check_model, resolve_model
+
+SWEEP_COPY = "sweep.yaml"
+"""The resolved sweep file, saved in the run dir: what `hpo resume` and `hpo status` read."""
+
+
+@dataclass
+class Prepared:
+    """What the driver builds once per sweep and every trial shares."""
+
+    model_source: str
+    data: EncodedData
+    sources: dict[str, str]
+
+
+def prepare(sweep: Sweep) -> Prepared:
+    """Resolves the model and tokenizes every split: user errors surface before Ray starts."""
+    from transformers import AutoTokenizer
+
+    model_source = resolve_model(sweep.model)
+    check_model(model_source, sweep.model)
+    splits = load_splits(sweep.data)
+    tokenizer = AutoTokenizer.from_pretrained(model_source)
+    data = encode(splits, tokenizer, sweep.train.max_length)
+    return Prepared(model_source=model_source, data=data, sources=splits.sources)
+
+
+class _BenignSyncRace(logging.Filter):
+    """Drops one known-harmless Ray Tune error: its background upload of the experiment state
+    lists the searcher's temporary file, which is renamed before the copy reaches it. The next
+    upload (and the forced one at the end of the sweep) copies the renamed file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, FileNotFoundError) and "-tmp-" in str(error))
+
+
+def _threads_per_worker(sweep: Sweep, embedded: bool) -> int:
+    if sweep.train.cpus_per_worker != "auto":
+        return sweep.train.cpus_per_worker
+    if not embedded:
+        return 1
+    sharing = sweep.search.max_concurrent * sweep.train.workers
+    return max(1, (os.cpu_count() or 1) // sharing)
+
+
+def connect_ray(sweep: Sweep, address: str | None, verbose: bool) -> bool:
+    """Joins the cluster at `address` (or RAY_ADDRESS), else starts an embedded one.
+
+    Returns whether Ray is embedded. The embedded cluster gets enough logical CPUs for
+    `max_concurrent` trials even where that is more than the cores: Ray Train schedules its
+    workers outside the trial's own resources, and would otherwise wait forever.
+    """
+    import ray
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our ConsoleProgress prints instead
+    logging.getLogger("ray.tune.execution.experiment_state").addFilter(_BenignSyncRace())
+    address = address or os.environ.get("RAY_ADDRESS")
+    if ray.is_initialized():
+        return not address
+    options: dict[str, Any] = {
+        "log_to_driver": verbose,
+        "logging_level": logging.INFO if verbose else logging.ERROR,
+        "runtime_env": {"env_vars": {"TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1"}},
+    }
+    if address:
+        try:
+            ray.init(address=address, **options)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise UserError(f"--address {address}: cannot connect to Ray ({err})") from None
+        return False
+    threads = _threads_per_worker(sweep, embedded=True)
+    needed = sweep.search.max_concurrent * (sweep.train.workers * threads + 1)
+    ray.init(num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False, **options)
+    return True
+
+
+def make_job(sweep: Sweep, prepared: Prepared, run_dir: Path, embedded: bool) -> TrainJob:
+    import ray
+
+    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+    use_gpu = has_gpus if sweep.train.use_gpu == "auto" else sweep.train.use_gpu
+    if use_gpu and not has_gpus:
+        raise UserError("train.use_gpu: true, but the Ray cluster has no GPUs; set it to auto")
+    launcher = sweep.train.launcher
+    if launcher == "auto":
+        launcher = "ray_train" if sweep.train.workers > 1 or use_gpu else "in_trial"
+    if launcher == "in_trial" and sweep.train.workers > 1:
+        raise UserError("train.launcher: in_trial runs one worker; use ray_train for workers > 1")
+    return TrainJob(
+        model_source=prepared.model_source,
+        metric=sweep.metric,
+        mode=sweep.mode,
+        max_epochs=sweep.scheduler.max_epochs,
+        train=sweep.train,
+        threads=_threads_per_worker(sweep, embedded),
+        use_gpu=use_gpu,
+        launcher=launcher,
+        run_dir=str(run_dir),
+    )
+
+
+def _tune_configs(sweep: Sweep, job: TrainJob):
+    from ray import tune
+
+    from search.progress import ConsoleProgress
+
+    algorithm = sweep.algorithm
+    settings = SearchSettings(
+        seed=sweep.search.seed,
+        num_samples=sweep.search.trials_requested(),
+        n_startup_trials=sweep.search.startup_trials(),
+        max_concurrent=sweep.search.max_concurrent,
+    )
+    budget = Budget(evals_per_epoch=sweep.train.evals_per_epoch, num_trials=sweep.num_trials())
+    tune_config = tune.TuneConfig(
+        metric=sweep.metric,
+        mode=sweep.mode,
+        search_alg=algorithm.build(settings),
+        scheduler=sweep.scheduler.build(budget),
+        num_samples=sweep.search.trials_requested(),
+        max_concurrent_trials=sweep.search.max_concurrent,
+        time_budget_s=sweep.search.time_budget_s,
+        reuse_actors=False,
+    )
+    run_config = tune.RunConfig(
+        name=Path(job.run_dir).name,
+        storage_path=str(Path(job.run_dir).parent),
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=1,
+            checkpoint_score_attribute=sweep.metric,
+            checkpoint_score_order=sweep.mode,
+        ),
+        callbacks=[
+            ConsoleProgress(metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs)
+        ],
+        verbose=0,
+    )
+    return tune_config, run_config
+
+
+def new_run_dir(sweep: Sweep) -> Path:
+    """`<storage>/<name>`, or `<name>-2`, `-3`... when an earlier run holds that name."""
+    storage = Path(sweep.storage).expanduser().resolve()
+    run_dir, suffix = storage / sweep.name, 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = storage / f"{sweep.name}-{suffix}"
+    return run_dir
+
+
+def _finish(
+    sweep: Sweep, run_dir: Path, prepared: Prepared, job: TrainJob, wall_s: float
+) -> dict[str, Any]:
+    import ray
+
+    records = load_records(
+        run_dir, metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs, sweep_over=True
+    )
+    summary = build_summary(
+        records,
+        name=sweep.name,
+        metric=sweep.metric,
+        mode=sweep.mode,
+        algorithm=sweep.search.algorithm,
+        scheduler=sweep.scheduler.name,
+        wall_s=wall_s,
+        extra={
+            "run_dir": str(run_dir),
+            "model": sweep.model,
+            "model_source": prepared.model_source,
+            "data": {**prepared.sources, "train_examples": len(prepared.data.train),
+                     "validation_examples": len(prepared.data.validation)},
+            "labels": list(prepared.data.labels.names),
+            "launcher": job.launcher,
+            "workers_per_trial": sweep.train.workers,
+            "threads_per_worker": job.threads,
+            "use_gpu": job.use_gpu,
+            "ray_version": ray.__version__,
+        },
+    )
+    write_results(run_dir, records, summary)
+    return summary
+
+
+def _fit(sweep: Sweep, run_dir: Path, prepared: Prepared, job: TrainJob, resume: bool) -> dict[str, Any]:
+    from ray import tune
+
+    from trainables.trainable import make_trainable
+
+    trainable = make_trainable(job, prepared.data)
+    started = time.perf_counter()
+    if resume:
+        tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_errored=True)
+    else:
+        tune_config, run_config = _tune_configs(sweep, job)
+        tuner = tune.Tuner(
+            trainable,
+            param_space=to_tune_space(sweep.space, grid_choices=sweep.algorithm.choices_as_grid),
+            tune_config=tune_config,
+            run_config=run_config,
+        )
+    tuner.fit()
+    return _finish(sweep, run_dir, prepared, job, time.perf_counter() - started)
+
+
+def run_sweep(
+    sweep: Sweep, *, address: str | None = None, console: Console | None = None,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Runs a sweep to the end; returns its summary (also in `<run_dir>/summary.json`)."""
+    console = console or Console()
+    prepared = prepare(sweep)
+    run_dir = new_run_dir(sweep)
+    embedded = connect_ray(sweep, address, verbose)
+    job = make_job(sweep, prepared, run_dir, embedded)
+    run_dir.mkdir(parents=True)
+    (run_dir / SWEEP_COPY).write_text(sweep_to_yaml(sweep))
+    console.print(
+        f"[bold]{sweep.name}[/]: {sweep.num_trials()} trials, {sweep.search.algorithm} search, "
+        f"{sweep.scheduler.name} scheduler, {len(prepared.data.train)} training examples, "
+        f"{job.launcher} with {sweep.train.workers} worker(s) x {job.threads} thread(s)"
+        f"{' on GPU' if job.use_gpu else ''}\nrun dir: {run_dir}"
+    )
+    return _fit(sweep, run_dir, prepared, job, resume=False)
+
+
+def resume_sweep(
+    run_dir: Path, *, address: str | None = None, console: Console | None = None,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Continues an interrupted sweep: unfinished trials restart from their last checkpoint."""
+    console = console or Console()
+    sweep = load_run_sweep(run_dir)
+    from ray import tune
+
+    if not tune.Tuner.can_restore(str(run_dir.resolve())):
+        raise UserError(f"{run_dir}: no Tune experiment state to resume from")
+    prepared = prepare(sweep)
+    embedded = connect_ray(sweep, address, verbose)
+    job = make_job(sweep, prepared, run_dir.resolve(), embedded)
+    console.print(f"resuming [bold]{sweep.name}[/] in {run_dir}")
+    return _fit(sweep, run_dir.resolve(), prepared, job, resume=True)
+
+
+def load_run_sweep(run_dir: Path) -> Sweep:
+    """The resolved sweep file that a run dir was started with."""
+    path = run_dir / SWEEP_COPY
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run dir of hpo (it has no {SWEEP_COPY})")
+    return load_sweep(path)

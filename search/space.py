@@ -1,0 +1,154 @@
+"""The `space` section: parsing its distributions and translating them to Ray Tune.
+
+A dimension is written as a one-key mapping (`{loguniform: [1e-5, 3e-4]}`) or as a plain value,
+which fixes that hyperparameter. Translation to Tune is one function, `to_tune_space`; the
+searchers (Optuna, HyperOpt) convert Tune domains themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import PlainValidator, ValidationError, WithJsonSchema
+
+from trainables.config import Hyperparameters
+
+KINDS = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched (or fixed) hyperparameter: `kind` is one of KINDS or "constant"."""
+
+    kind: str
+    args: tuple[Any, ...]
+
+    @property
+    def is_searched(self) -> bool:
+        return self.kind != "constant"
+
+
+def _range(kind: str, args: Any, size: int) -> tuple[float, ...]:
+    if not isinstance(args, list | tuple) or len(args) != size:
+        shape = "[low, high]" if size == 2 else "[low, high, step]"
+        raise ValueError(f"{kind} takes a list {shape}, got {args!r}")
+    if not all(isinstance(a, int | float) and not isinstance(a, bool) for a in args):
+        raise ValueError(f"{kind} bounds must be numbers, got {args!r}")
+    low, high = args[0], args[1]
+    if not low < high:
+        raise ValueError(f"{kind} needs low < high, got [{low}, {high}]")
+    if kind == "loguniform" and low <= 0:
+        raise ValueError(f"loguniform needs low > 0, got {low}")
+    if kind == "quniform" and args[2] <= 0:
+        raise ValueError(f"quniform needs a step > 0, got {args[2]}")
+    if kind == "randint" and not all(isinstance(a, int) for a in args):
+        raise ValueError(f"randint bounds must be whole numbers, got {args!r}")
+    return tuple(args)
+
+
+def parse_dimension(raw: Any) -> Dimension:
+    """Reads one `space` entry; raises ValueError with a message that says how to write it."""
+    if not isinstance(raw, dict):
+        return Dimension("constant", (raw,))
+    if len(raw) != 1 or next(iter(raw)) not in KINDS:
+        raise ValueError(
+            f"expected one of {', '.join(f'{{{k}: ...}}' for k in KINDS)} or a plain value, "
+            f"got {raw!r}"
+        )
+    kind, args = next(iter(raw.items()))
+    if kind in ("choice", "grid"):
+        if not isinstance(args, list) or not args:
+            raise ValueError(f"{kind} takes a non-empty list of values, got {args!r}")
+        return Dimension(kind, tuple(args))
+    return Dimension(kind, _range(kind, args, 3 if kind == "quniform" else 2))
+
+
+_DISTRIBUTION_SCHEMA = {
+    "description": "A distribution as a one-key mapping, or a plain value that fixes it.",
+    "anyOf": [
+        *(
+            {
+                "type": "object",
+                "properties": {kind: {"type": "array", "items": {"type": "number"}}},
+                "required": [kind],
+                "additionalProperties": False,
+            }
+            for kind in ("uniform", "loguniform", "quniform", "randint")
+        ),
+        *(
+            {
+                "type": "object",
+                "properties": {kind: {"type": "array", "minItems": 1}},
+                "required": [kind],
+                "additionalProperties": False,
+            }
+            for kind in ("choice", "grid")
+        ),
+        {"type": ["number", "string", "boolean", "null"]},
+    ],
+}
+
+DimensionField = Annotated[
+    Dimension, PlainValidator(parse_dimension), WithJsonSchema(_DISTRIBUTION_SCHEMA)
+]
+
+
+def _values_to_check(dim: Dimension) -> list[Any]:
+    if dim.kind in ("constant", "choice", "grid"):
+        return list(dim.args)
+    return [dim.args[0], dim.args[1]]
+
+
+def check_space(space: dict[str, Dimension]) -> None:
+    """Checks names and value types against `Hyperparameters`; raises ValueError naming the key."""
+    fields = Hyperparameters.model_fields
+    for name, dim in space.items():
+        if name not in fields:
+            raise ValueError(
+                f"space.{name}: unknown hyperparameter; searchable ones are {', '.join(fields)}"
+            )
+        if fields[name].annotation is int and dim.kind in ("uniform", "loguniform"):
+            raise ValueError(
+                f"space.{name}: takes whole numbers; use randint, choice or grid, not {dim.kind}"
+            )
+        for value in _values_to_check(dim):
+            try:
+                Hyperparameters.model_validate({name: value})
+            except ValidationError as err:
+                reason = err.errors()[0]["msg"]
+                raise ValueError(f"space.{name}: {value!r} is not valid: {reason}") from None
+
+
+def to_tune_space(space: dict[str, Dimension], *, grid_choices: bool = False) -> dict[str, Any]:
+    """Translates the `space` section to a Tune `param_space`.
+
+    Args:
+        space: the parsed `space` section.
+        grid_choices: run `choice` dimensions as grids too (the grid algorithm tries every
+            combination of every discrete dimension).
+    """
+    from ray import tune
+
+    def translate(dim: Dimension) -> Any:
+        args = dim.args
+        match dim.kind:
+            case "constant":
+                return args[0]
+            case "uniform":
+                return tune.uniform(*args)
+            case "loguniform":
+                return tune.loguniform(*args)
+            case "quniform":
+                return tune.quniform(*args)
+            case "randint":
+                return tune.randint(args[0], args[1] + 1)  # the sweep file's bounds are inclusive
+            case "choice" if grid_choices:
+                return tune.grid_search(list(args))
+            case "choice":
+                return tune.choice(list(args))
+            case "grid":
+                return tune.grid_search(list(args))
+        raise AssertionError(f"unhandled kind {dim.kind}")
+
+    return {name: translate(dim) for name, dim in space.items()}

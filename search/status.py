@@ -1,0 +1,86 @@
+"""`hpo status`: a table of a sweep's trials, refreshed live while the sweep runs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from search.results import SUMMARY, TrialRecord, best_trial, load_records
+from search.runner import load_run_sweep
+from search.sweep import Sweep
+
+_STATE_STYLE = {
+    "completed": "green",
+    "running": "cyan",
+    "stopped_early": "yellow",
+    "paused": "magenta",
+    "error": "red",
+}
+
+
+def _format(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def status_table(sweep: Sweep, records: list[TrialRecord], sweep_over: bool) -> RenderableType:
+    hyperparameters = sorted({key for record in records for key in record.config})
+    table = Table(title=None, show_lines=False)
+    for column in ("trial", "state", "epoch", f"best {sweep.metric}", "at epoch"):
+        table.add_column(column, justify="left" if column in ("trial", "state") else "right")
+    for name in hyperparameters:
+        table.add_column(name, justify="right")
+    best = best_trial(records, sweep.mode) or None
+    for record in records:
+        style = "bold" if best is not None and record.trial_id == best.trial_id else ""
+        table.add_row(
+            record.trial_id,
+            Text(record.state, style=_STATE_STYLE.get(record.state, "")),
+            f"{record.epochs:.2f}",
+            _format(record.best_metric),
+            _format(record.best_epoch),
+            *(_format(record.config.get(name)) for name in hyperparameters),
+            style=style,
+        )
+    states = [r.state for r in records]
+    counts = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
+    headline = f"[bold]{sweep.name}[/]: {len(records)}/{sweep.num_trials()} trials ({counts})"
+    if best is not None:
+        headline += f"; best {sweep.metric} {best.best_metric:.4f} by {best.trial_id}"
+    headline += "; finished" if sweep_over else ""
+    return Group(Text.from_markup(headline), table)
+
+
+def _snapshot(run_dir: Path, sweep: Sweep) -> RenderableType:
+    sweep_over = (run_dir / SUMMARY).is_file()
+    try:
+        records = load_records(
+            run_dir,
+            metric=sweep.metric,
+            mode=sweep.mode,
+            max_epochs=sweep.scheduler.max_epochs,
+            sweep_over=sweep_over,
+        )
+    except ValueError:  # Tune has not written its first experiment snapshot yet
+        return Text(f"{sweep.name}: waiting for the first trial to start...")
+    return status_table(sweep, records, sweep_over)
+
+
+def show_status(run_dir: Path, *, console: Console, watch: bool, interval: float) -> None:
+    """Prints the table once, or keeps it live until summary.json appears (or Ctrl-C)."""
+    sweep = load_run_sweep(run_dir)
+    if not watch or (run_dir / SUMMARY).is_file():
+        console.print(_snapshot(run_dir, sweep))
+        return
+    with Live(_snapshot(run_dir, sweep), console=console, auto_refresh=False) as live:
+        while not (run_dir / SUMMARY).is_file():
+            time.sleep(interval)
+            live.update(_snapshot(run_dir, sweep), refresh=True)

@@ -1,0 +1,65 @@
+"""Scheduler construction: epochs in the sweep file become Tune reports, per scheduler."""
+
+from __future__ import annotations
+
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    HyperBandScheduler,
+    MedianStoppingRule,
+)
+from pydantic import TypeAdapter
+
+from search.schedulers import SCHEDULER_NAMES, Budget, SchedulerConfig
+
+BUDGET = Budget(evals_per_epoch=2, num_trials=8)
+
+
+def build(**section):
+    return TypeAdapter(SchedulerConfig).validate_python(section).build(BUDGET)
+
+
+def test_every_name_builds() -> None:
+    built = {name: type(build(name=name, max_epochs=2)) for name in SCHEDULER_NAMES}
+    assert built["fifo"] is FIFOScheduler
+    assert built["asha"] is ASHAScheduler
+    assert built["hyperband"] is HyperBandScheduler
+    assert issubclass(built["successive_halving"], HyperBandScheduler)
+    assert built["median"] is MedianStoppingRule
+
+
+def test_asha_converts_epochs_to_reports() -> None:
+    asha = build(name="asha", max_epochs=3, grace_period=0.5, reduction_factor=2, brackets=1)
+    assert asha._max_t == 6  # 3 epochs x 2 evaluations
+    assert asha._time_attr == "training_iteration"
+    assert [b._milestones for b in asha._brackets][0].tolist() == [4, 2, 1]
+    default = build(name="asha", max_epochs=1)
+    assert default._brackets[0]._milestones.tolist() == [1]  # grace: one evaluation
+
+
+def test_hyperband_brackets_follow_max_epochs() -> None:
+    hyperband = build(name="hyperband", max_epochs=4, reduction_factor=2)
+    assert hyperband._max_t_attr == 8
+    assert hyperband._s_max_1 == 4  # brackets with 1, 2, 4, 8 reports to start with
+
+
+def test_successive_halving_is_one_bracket_of_every_trial() -> None:
+    halving = build(name="successive_halving", max_epochs=2, grace_period=0.5, reduction_factor=2)
+    bracket = halving._create_bracket(0)
+    assert bracket._n0 == 8  # every trial of the sweep
+    assert bracket._r0 == 1  # grace: half an epoch = one report
+    assert bracket._halves == 2  # rungs at 1, 2 and 4 reports (= max_epochs)
+    assert halving._create_bracket(3)._n0 == 8  # the same shape whatever Hyperband asks for
+
+
+def test_successive_halving_reaches_max_epochs_when_not_a_power() -> None:
+    halving = build(name="successive_halving", max_epochs=2, reduction_factor=3)
+    bracket = halving._create_bracket(0)
+    # rungs at 1 and 3 reports, then max_t = 4 (Ray caps the last rung at max_t)
+    assert bracket._halves == 2
+
+
+def test_median_grace_in_reports() -> None:
+    median = build(name="median", max_epochs=2, grace_period=1, min_samples_required=2)
+    assert median._grace_period == 2
+    assert median._min_samples_required == 2

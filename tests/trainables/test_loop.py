@@ -1,0 +1,134 @@
+"""The training loop without Ray: reports, pipeline-ready checkpoints, and resuming that
+continues the epoch count and optimizer state instead of starting over."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from trainables.config import DataConfig, Hyperparameters, TrainConfig
+from trainables.data import load_splits
+from trainables.encoding import EncodedData, encode
+from trainables.job import TrainJob
+from trainables.loop import StepPlan, train_model
+
+
+class RecordingSession:
+    """A TrialSession that keeps every report and a copy of every checkpoint."""
+
+    world_rank = 0
+    world_size = 1
+    device = torch.device("cpu")
+
+    def __init__(self, keep_in: Path, restore_from: str | None = None) -> None:
+        self.keep_in = keep_in
+        self.restore_from = restore_from
+        self.reports: list[dict[str, Any]] = []
+        self.checkpoints: list[str] = []
+
+    def restored_checkpoint(self) -> str | None:
+        return self.restore_from
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        self.reports.append(metrics)
+        kept = self.keep_in / f"checkpoint_{len(self.reports)}"
+        shutil.copytree(checkpoint_dir, kept)
+        self.checkpoints.append(str(kept))
+
+
+@pytest.fixture(scope="module")
+def sst2_slice(tiny_model: str, data_dir: Path) -> EncodedData:
+    from transformers import AutoTokenizer
+
+    splits = load_splits(DataConfig(
+        train=f"{data_dir}/sst2/train.csv", validation=f"{data_dir}/sst2/validation.csv",
+        text="sentence", label_names=["negative", "positive"],
+        max_train_samples=160, max_eval_samples=48,
+    ))
+    return encode(splits, AutoTokenizer.from_pretrained(tiny_model), max_length=64)
+
+
+def job_for(tiny_model: str, max_epochs: float = 2, evals_per_epoch: int = 2) -> TrainJob:
+    return TrainJob(
+        model_source=tiny_model, metric="accuracy", mode="max", max_epochs=max_epochs,
+        train=TrainConfig(evals_per_epoch=evals_per_epoch), threads=1, use_gpu=False,
+        launcher="in_trial", run_dir="/unused",
+    )
+
+
+def test_step_plan() -> None:
+    plan = StepPlan.make(100, 16, job_for("m", max_epochs=2, evals_per_epoch=2))
+    assert (plan.steps_per_epoch, plan.total_steps) == (7, 14)
+    assert sorted(plan.eval_steps) == [4, 7, 10, 14]
+    assert plan.samples(7) == 100 and plan.samples(8) == 116 and plan.samples(14) == 200
+    half = StepPlan.make(100, 16, job_for("m", max_epochs=0.5, evals_per_epoch=1))
+    assert (half.total_steps, sorted(half.eval_steps)) == (4, [4])
+
+
+def test_reports_and_pipeline_ready_checkpoints(
+    tiny_model: str, sst2_slice: EncodedData, tmp_path: Path
+) -> None:
+    session = RecordingSession(tmp_path)
+    hp = Hyperparameters(learning_rate=1e-3, batch_size=16, warmup_ratio=0.1)
+    train_model(hp, job_for(tiny_model), sst2_slice, session)
+
+    assert [r["epoch"] for r in session.reports] == [0.5, 1.0, 1.5, 2.0]
+    assert [r["samples"] for r in session.reports] == [80, 160, 240, 320]
+    assert [r["step"] for r in session.reports] == [5, 10, 15, 20]
+    for report in session.reports:
+        assert {"accuracy", "f1", "f1_macro", "mcc", "loss", "train_loss", "learning_rate",
+                "train_samples_per_s"} <= set(report)
+        assert 0 <= report["accuracy"] <= 1 and report["loss"] > 0
+    assert session.reports[-1]["learning_rate"] == 0.0  # linear decay to zero
+
+    from transformers import pipeline
+
+    classify = pipeline("text-classification", model=session.checkpoints[-1], device="cpu")
+    prediction = classify("a wonderful , moving film")[0]
+    assert prediction["label"] in ("negative", "positive")
+    assert 0.5 <= prediction["score"] <= 1
+
+
+def test_resume_continues_epochs_and_optimizer_state(
+    tiny_model: str, sst2_slice: EncodedData, tmp_path: Path
+) -> None:
+    """Stopping after the second report and resuming gives the same model as never stopping."""
+    hp = Hyperparameters(learning_rate=1e-3, batch_size=16, dropout=0.0)
+    job = job_for(tiny_model)
+    straight = RecordingSession(tmp_path / "straight")
+    train_model(hp, job, sst2_slice, straight)
+
+    resumed = RecordingSession(tmp_path / "resumed", restore_from=straight.checkpoints[1])
+    train_model(hp, job, sst2_slice, resumed)
+
+    assert [r["epoch"] for r in resumed.reports] == [1.5, 2.0]  # continues, does not restart
+    assert [r["step"] for r in resumed.reports] == [15, 20]
+    for a, b in zip(straight.reports[2:], resumed.reports):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["learning_rate"] == pytest.approx(b["learning_rate"])
+    state = torch.load(Path(resumed.checkpoints[-1]) / "training_state.pt", weights_only=False)
+    steps = {int(s["step"]) for s in state["optimizer"]["state"].values()}
+    assert steps == {20}  # AdamW moments carried over the resume
+
+
+def test_string_labels_reach_the_checkpoint_config(
+    tiny_model: str, data_dir: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoConfig, AutoTokenizer
+
+    splits = load_splits(DataConfig(
+        train=f"{data_dir}/trec/train.csv", validation=f"{data_dir}/trec/validation.csv",
+        label="coarse_label", max_train_samples=64, max_eval_samples=32,
+    ))
+    data = encode(splits, AutoTokenizer.from_pretrained(tiny_model), max_length=32)
+    session = RecordingSession(tmp_path)
+    train_model(Hyperparameters(batch_size=32), job_for(tiny_model, 1, 1), data, session)
+    config = AutoConfig.from_pretrained(session.checkpoints[-1])
+    assert config.id2label == dict(enumerate(["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]))
+    assert np.isfinite(session.reports[-1]["mcc"])

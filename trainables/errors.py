@@ -1,0 +1,6 @@
+"""The one exception type for mistakes a user can fix (a bad sweep file, a missing column, an
+unknown model). The CLI prints its message and exits with code 2; nothing else catches it."""
+
+
+class UserError(Exception):
+    """A problem in the user's input, with a message that says what to change."""

@@ -1,0 +1,43 @@
+"""What every trial of a sweep shares: the resolved model, the objective, the budget and the
+infrastructure. Built once by the runner, shipped to every trial."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from trainables.config import TrainConfig
+
+
+def reports_in(epochs: float, evals_per_epoch: int) -> int:
+    """How many evaluations (Tune reports, the schedulers' time unit) `epochs` of training make."""
+    return max(1, round(epochs * evals_per_epoch))
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Attributes:
+    model_source: a local folder or Hub id that `from_pretrained` loads.
+    metric, mode: the sweep's objective (checkpoints are ranked by it).
+    max_epochs: the most a trial trains; schedulers may stop it earlier.
+    train: the sweep's `train` section.
+    threads: torch threads (and Ray CPUs) per worker.
+    use_gpu: resolved from `train.use_gpu` against the cluster.
+    launcher: resolved from `train.launcher`.
+    run_dir: where Ray Train keeps its runs (ray_train launcher).
+    """
+
+    model_source: str
+    metric: str
+    mode: Literal["max", "min"]
+    max_epochs: float
+    train: TrainConfig
+    threads: int
+    use_gpu: bool
+    launcher: Literal["in_trial", "ray_train"]
+    run_dir: str
+
+    @property
+    def num_reports(self) -> int:
+        """Evaluations in a full trial, the unit the schedulers count in."""
+        return reports_in(self.max_epochs, self.train.evals_per_epoch)

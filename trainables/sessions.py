@@ -1,0 +1,74 @@
+"""Where a training loop runs: inside the Tune trial's own process, or as a Ray Train worker.
+
+The loop in `trainables.loop` talks only to this small interface, so the very same code runs
+single-process trials and multi-worker DDP trials.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+
+
+class TrialSession(Protocol):
+    world_rank: int
+    world_size: int
+    device: torch.device
+
+    def restored_checkpoint(self) -> str | None:
+        """A local folder with the checkpoint to resume from, if the trial is being restored."""
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        """Reports one evaluation; every rank calls it, rank 0 with the checkpoint folder."""
+
+
+def _ray_checkpoint(checkpoint_dir: str | None):
+    from ray.train import Checkpoint
+
+    return None if checkpoint_dir is None else Checkpoint.from_directory(checkpoint_dir)
+
+
+class TuneTrialSession:
+    """Training in the Tune trial's process: reports and checkpoints go straight to Tune."""
+
+    world_rank = 0
+    world_size = 1
+
+    def __init__(self, use_gpu: bool) -> None:
+        self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+
+    def restored_checkpoint(self) -> str | None:
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
+        return None if checkpoint is None else checkpoint.to_directory()
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        from ray import tune
+
+        tune.report(metrics, checkpoint=_ray_checkpoint(checkpoint_dir))
+
+
+class RayTrainSession:
+    """Training as one Ray Train worker; Ray Train has set up torch.distributed (gloo/nccl)."""
+
+    def __init__(self) -> None:
+        import ray.train
+        import ray.train.torch
+
+        context = ray.train.get_context()
+        self.world_rank = context.get_world_rank()
+        self.world_size = context.get_world_size()
+        self.device = ray.train.torch.get_device()
+
+    def restored_checkpoint(self) -> str | None:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        return None if checkpoint is None else checkpoint.to_directory()
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        import ray.train
+
+        ray.train.report(metrics, checkpoint=_ray_checkpoint(checkpoint_dir))

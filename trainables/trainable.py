@@ -1,0 +1,74 @@
+"""The Tune function trainable of a sweep: runs `train_model` in the trial's own process, or in
+a Ray Train `TorchTrainer` (several DDP workers, GPUs) that reports back to Tune."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from trainables.config import Hyperparameters
+from trainables.encoding import EncodedData
+from trainables.job import TrainJob
+from trainables.loop import train_model
+from trainables.sessions import RayTrainSession, TuneTrialSession
+
+TRAIN_RUNS = "train_runs"
+"""Folder of the run dir where the ray_train launcher keeps one Ray Train run per trial."""
+
+
+def _train_in_trial(config: dict[str, Any], job: TrainJob, data: EncodedData) -> None:
+    hp = Hyperparameters.model_validate(config)
+    train_model(hp, job, data, TuneTrialSession(job.use_gpu))
+
+
+def _train_worker(loop_config: dict[str, Any]) -> None:
+    hp = Hyperparameters.model_validate(loop_config["hyperparameters"])
+    train_model(hp, loop_config["job"], loop_config["data"], RayTrainSession())
+
+
+def _train_with_ray_train(config: dict[str, Any], job: TrainJob, data: EncodedData) -> None:
+    """One Ray Train run per trial, named after the trial: when Tune pauses and later restarts
+    the trial, Ray Train finds its run in storage and resumes from the latest checkpoint."""
+    from ray import tune
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    trainer = TorchTrainer(
+        _train_worker,
+        train_loop_config={"hyperparameters": config, "job": job, "data": data},
+        torch_config=TorchConfig(backend="nccl" if job.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=job.train.workers,
+            use_gpu=job.use_gpu,
+            resources_per_worker={"CPU": job.threads},
+        ),
+        run_config=RunConfig(
+            name=tune.get_context().get_trial_id(),
+            storage_path=os.path.join(job.run_dir, TRAIN_RUNS),
+            callbacks=[TuneReportCallback()],
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=1,
+                checkpoint_score_attribute=job.metric,
+                checkpoint_score_order=job.mode,
+            ),
+        ),
+    )
+    trainer.fit()
+
+
+def make_trainable(job: TrainJob, data: EncodedData):
+    """The trainable to hand to `tune.Tuner`, with the resources one trial holds.
+
+    With the ray_train launcher the trial itself holds almost nothing: Ray Train schedules its
+    workers' CPUs and GPUs on its own (Train V2), outside the trial's resources.
+    """
+    from ray import tune
+
+    if job.launcher == "in_trial":
+        trainable = tune.with_parameters(_train_in_trial, job=job, data=data)
+        resources = {"cpu": job.threads, "gpu": 1 if job.use_gpu else 0}
+    else:
+        trainable = tune.with_parameters(_train_with_ray_train, job=job, data=data)
+        resources = {"cpu": 0.01}
+    return tune.with_resources(trainable, resources)
