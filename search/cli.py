@@ -11,8 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from trainables.errors import UserError
+from trainables.errors import SweepInterrupted, UserError
 
 app = typer.Typer(
     help="Hyperparameter search for Hugging Face text classifiers on Ray.",
@@ -135,8 +136,11 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         app()
+    except SweepInterrupted as err:
+        errors.print(f"[yellow]interrupted:[/] {escape(str(err))}")
+        sys.exit(130)
     except UserError as err:
-        errors.print(f"[red]error:[/] {err}")
+        errors.print(f"[red]error:[/] {escape(str(err))}")
         sys.exit(2)
     except KeyboardInterrupt:
         errors.print("interrupted; continue with `hpo resume RUN_DIR`")

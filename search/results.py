@@ -197,13 +197,10 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def load_records(
-    run_dir: Path, *, metric: str, mode: str, max_epochs: float, sweep_over: bool
+def records_from_analysis(
+    analysis, *, metric: str, mode: str, max_epochs: float, sweep_over: bool
 ) -> list[TrialRecord]:
-    """Every trial of a run dir, read from Tune's experiment state (also while it runs)."""
-    from ray.tune import ExperimentAnalysis
-
-    analysis = ExperimentAnalysis(str(run_dir))
+    """Every trial of a Tune `ExperimentAnalysis`, in the order Tune created them."""
     records = []
     for trial in analysis.trials:
         frame = analysis.trial_dataframes.get(trial.trial_id)
@@ -222,3 +219,15 @@ def load_records(
             )
         )
     return records
+
+
+def load_records(
+    run_dir: Path, *, metric: str, mode: str, max_epochs: float, sweep_over: bool
+) -> list[TrialRecord]:
+    """Every trial of a run dir, from Tune's last experiment snapshot (also while it runs)."""
+    from ray.tune import ExperimentAnalysis
+
+    return records_from_analysis(
+        ExperimentAnalysis(str(run_dir)), metric=metric, mode=mode, max_epochs=max_epochs,
+        sweep_over=sweep_over,
+    )

@@ -17,15 +17,22 @@ from typing import Any
 from rich.console import Console
 
 from search.algorithms import SearchSettings
-from search.results import build_summary, load_records, write_results
+from search.results import (
+    TRIALS,
+    build_summary,
+    load_records,
+    records_from_analysis,
+    write_results,
+    write_trials_csv,
+)
 from search.schedulers import Budget
 from search.space import to_tune_space
 from search.sweep import Sweep, load_sweep, sweep_to_yaml
 from trainables.data import load_splits
 from trainables.encoding import EncodedData, encode
-from trainables.errors import UserError
+from trainables.errors import SweepInterrupted, UserError
 from trainables.job import TrainJob
-from trainables.models import check_model, resolve_model
+from trainables.models import check_model, hub_reachable, resolve_model
 
 SWEEP_COPY = "sweep.yaml"
 """The resolved sweep file, saved in the run dir: what `hpo resume` and `hpo status` read."""
@@ -45,9 +52,12 @@ def prepare(sweep: Sweep) -> Prepared:
     from transformers import AutoTokenizer
 
     model_source = resolve_model(sweep.model)
-    check_model(model_source, sweep.model)
+    offline = not Path(model_source).is_dir() and not hub_reachable()
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # the trials read the Hub cache only (runtime_env)
+    check_model(model_source, sweep.model, offline=offline)
     splits = load_splits(sweep.data)
-    tokenizer = AutoTokenizer.from_pretrained(model_source)
+    tokenizer = AutoTokenizer.from_pretrained(model_source, local_files_only=offline)
     data = encode(splits, tokenizer, sweep.train.max_length)
     return Prepared(model_source=model_source, data=data, sources=splits.sources)
 
@@ -60,6 +70,15 @@ class _BenignSyncRace(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         return not (isinstance(error, FileNotFoundError) and "-tmp-" in str(error))
+
+
+def _quiet_tune_output() -> None:
+    """Tune's own tables and snapshot-frequency warnings would drown ConsoleProgress's lines."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    logger = logging.getLogger("ray.tune.execution.experiment_state")
+    if not any(isinstance(f, _BenignSyncRace) for f in logger.filters):
+        logger.addFilter(_BenignSyncRace())
 
 
 def _threads_per_worker(sweep: Sweep, embedded: bool) -> int:
@@ -80,15 +99,17 @@ def connect_ray(sweep: Sweep, address: str | None, verbose: bool) -> bool:
     """
     import ray
 
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our ConsoleProgress prints instead
-    logging.getLogger("ray.tune.execution.experiment_state").addFilter(_BenignSyncRace())
     address = address or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
         return not address
     options: dict[str, Any] = {
         "log_to_driver": verbose,
         "logging_level": logging.INFO if verbose else logging.ERROR,
-        "runtime_env": {"env_vars": {"TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1"}},
+        "runtime_env": {"env_vars": {
+            "TRANSFORMERS_VERBOSITY": "error",
+            "TQDM_DISABLE": "1",
+            **{k: os.environ[k] for k in ("HF_HUB_OFFLINE", "HPO_DATA") if k in os.environ},
+        }},
     }
     if address:
         try:
@@ -176,13 +197,37 @@ def new_run_dir(sweep: Sweep) -> Path:
     return run_dir
 
 
+def _interrupted(sweep: Sweep, run_dir: Path, analysis, wall_s: float) -> bool:
+    """Whether Tune's fit returned because of Ctrl-C. Tune returns normally then; what tells is
+    its last snapshot on disk (trials still RUNNING or PENDING, while in memory they are already
+    stopped), or trials that the search never started although time was left."""
+    from ray.tune import ExperimentAnalysis
+
+    if any(t.status in ("RUNNING", "PENDING") for t in ExperimentAnalysis(str(run_dir)).trials):
+        return True
+    budget = sweep.search.time_budget_s
+    time_left = budget is None or wall_s < budget
+    return time_left and len(analysis.trials) < sweep.num_trials()
+
+
 def _finish(
-    sweep: Sweep, run_dir: Path, prepared: Prepared, job: TrainJob, wall_s: float
+    sweep: Sweep, run_dir: Path, prepared: Prepared, job: TrainJob, analysis, wall_s: float
 ) -> dict[str, Any]:
+    """Writes trials.csv, and summary.json once every trial has ended."""
     import ray
 
-    records = load_records(
-        run_dir, metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs, sweep_over=True
+    if _interrupted(sweep, run_dir, analysis, wall_s):
+        records = load_records(
+            run_dir, metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs,
+            sweep_over=False,
+        )
+        write_trials_csv(records, run_dir / TRIALS, sweep.metric)
+        raise SweepInterrupted(
+            f"the sweep stopped before its trials ended; continue it with `hpo resume {run_dir}`"
+        )
+    records = records_from_analysis(
+        analysis, metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs,
+        sweep_over=True,
     )
     summary = build_summary(
         records,
@@ -215,6 +260,7 @@ def _fit(sweep: Sweep, run_dir: Path, prepared: Prepared, job: TrainJob, resume:
 
     from trainables.trainable import make_trainable
 
+    _quiet_tune_output()
     trainable = make_trainable(job, prepared.data)
     started = time.perf_counter()
     if resume:
@@ -227,8 +273,11 @@ def _fit(sweep: Sweep, run_dir: Path, prepared: Prepared, job: TrainJob, resume:
             tune_config=tune_config,
             run_config=run_config,
         )
-    tuner.fit()
-    return _finish(sweep, run_dir, prepared, job, time.perf_counter() - started)
+    results = tuner.fit()
+    # The analysis Tune holds in memory has every trial's final status; its last snapshot on
+    # disk can lag behind (a trial Hyperband paused at its last rung still shows PAUSED).
+    analysis = results._experiment_analysis
+    return _finish(sweep, run_dir, prepared, job, analysis, time.perf_counter() - started)
 
 
 def run_sweep(

@@ -183,11 +183,11 @@ def format_validation_error(err: ValidationError) -> str:
 
 
 def parse_sweep(tree: Any, source: str = "sweep file") -> Sweep:
-    """Validates a parsed (and expanded) YAML tree."""
+    """Expands `${VAR}`s in a parsed YAML tree and validates it."""
     if not isinstance(tree, dict):
         raise UserError(f"{source}: expected a mapping of keys (name, model, data, ...)")
     try:
-        return Sweep.model_validate(tree)
+        return Sweep.model_validate(expand_env(tree))
     except ValidationError as err:
         raise UserError(f"{source} is invalid:\n{format_validation_error(err)}") from None
 
@@ -207,11 +207,12 @@ def load_sweep(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         raise UserError(f"sweep file {path} is not valid YAML:\n{err}") from None
     if tree is None:
         tree = {}
+    source = f"sweep file {path}"
     if not isinstance(tree, dict):
-        raise UserError(f"sweep file {path}: expected a mapping of keys (name, model, data, ...)")
+        raise UserError(f"{source}: expected a mapping of keys (name, model, data, ...)")
     for assignment in overrides:
         apply_override(tree, assignment)
-    return parse_sweep(expand_env(tree), source=f"sweep file {path}")
+    return parse_sweep(tree, source=source)
 
 
 def sweep_to_yaml(sweep: Sweep) -> str:

@@ -4,3 +4,7 @@ unknown model). The CLI prints its message and exits with code 2; nothing else c
 
 class UserError(Exception):
     """A problem in the user's input, with a message that says what to change."""
+
+
+class SweepInterrupted(UserError):
+    """A sweep stopped before every trial ended (Ctrl-C); `hpo resume` continues it."""

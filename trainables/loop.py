@@ -60,7 +60,9 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast("cuda", dtype=dtype)
 
 
-def _load_model(source: str, data: EncodedData, hp: Hyperparameters):
+def _load_model(source: str, data: EncodedData, hp: Hyperparameters, *, new_head: bool):
+    """The model with a classifier for our labels. A base model's own head (another task's
+    labels, or none) is replaced by a fresh one of the right size (`new_head`)."""
     from transformers import AutoModelForSequenceClassification
 
     dropout = {}
@@ -71,6 +73,7 @@ def _load_model(source: str, data: EncodedData, hp: Hyperparameters):
         num_labels=len(data.labels.names),
         id2label=data.labels.id2label,
         label2id=data.labels.label2id,
+        ignore_mismatched_sizes=new_head,
         **dropout,
     )
 
@@ -185,7 +188,8 @@ def train_model(
 
     restored = session.restored_checkpoint()
     torch.manual_seed(hp.seed)  # the new classifier head starts the same in every trial
-    model = _load_model(restored or job.model_source, data, hp).to(device)
+    model = _load_model(restored or job.model_source, data, hp, new_head=restored is None)
+    model.to(device)
     tokenizer = AutoTokenizer.from_pretrained(job.model_source)
     wrapped = model
     if session.world_size > 1:

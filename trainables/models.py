@@ -4,6 +4,7 @@ folder inside an installed pip package (`pkg:PACKAGE/FOLDER`), a local folder, o
 from __future__ import annotations
 
 import importlib.util
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,16 +56,36 @@ def resolve_model(name: str) -> str:
     return name
 
 
-def check_model(source: str, name: str) -> None:
-    """Loads the config and tokenizer once, so a bad model fails before any trial starts."""
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers; without this check an offline machine spends
+    ~30 s in huggingface_hub's retries before a missing model fails."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def check_model(source: str, name: str, *, offline: bool) -> None:
+    """Loads the config and tokenizer once, so a bad model fails before any trial starts.
+    `offline` looks only in the local Hub cache."""
     from transformers import AutoConfig, AutoTokenizer
 
     try:
-        AutoConfig.from_pretrained(source)
-        AutoTokenizer.from_pretrained(source)
+        AutoConfig.from_pretrained(source, local_files_only=offline)
+        AutoTokenizer.from_pretrained(source, local_files_only=offline)
     except (OSError, ValueError) as err:
         aliases = ", ".join(ALIASES)
         reason = str(err).splitlines()[0]
+        if offline:
+            reason = "not in the local Hub cache, and the Hub is unreachable"
         raise UserError(
             f"model: cannot load {name!r} ({reason}). Use an alias ({aliases}), a local folder "
             "saved with save_pretrained, pkg:PACKAGE/FOLDER, or a Hub id (needs internet once)"

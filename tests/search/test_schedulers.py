@@ -32,9 +32,9 @@ def test_asha_converts_epochs_to_reports() -> None:
     asha = build(name="asha", max_epochs=3, grace_period=0.5, reduction_factor=2, brackets=1)
     assert asha._max_t == 6  # 3 epochs x 2 evaluations
     assert asha._time_attr == "training_iteration"
-    assert [b._milestones for b in asha._brackets][0].tolist() == [4, 2, 1]
+    assert [milestone for milestone, _ in asha._brackets[0]._rungs] == [4, 2, 1]
     default = build(name="asha", max_epochs=1)
-    assert default._brackets[0]._milestones.tolist() == [1]  # grace: one evaluation
+    assert [m for m, _ in default._brackets[0]._rungs] == [1]  # grace: one evaluation
 
 
 def test_hyperband_brackets_follow_max_epochs() -> None:

@@ -62,7 +62,8 @@ def test_grid_algorithm_runs_choices_as_grids() -> None:
 
 @pytest.mark.parametrize("name", ["random", "tpe", "hyperopt", "gp"])
 def test_every_searcher_samples_the_translated_space(name: str) -> None:
-    """Each searcher converts the Tune space itself and suggests valid configurations."""
+    """Each searcher converts the Tune space itself and suggests valid configurations (Tune
+    adds the constants to what they suggest)."""
     algorithm = ALGORITHMS[name]
     searcher = algorithm.build(SearchSettings(seed=0, num_samples=4, n_startup_trials=2, max_concurrent=1))
     space = to_tune_space(SPACE, grid_choices=algorithm.choices_as_grid)
@@ -79,5 +80,4 @@ def test_every_searcher_samples_the_translated_space(name: str) -> None:
         assert math.isclose(config["warmup_ratio"] / 0.05, round(config["warmup_ratio"] / 0.05))
         assert config["seed"] in (0, 1, 2, 3)
         assert config["batch_size"] in (16, 32)
-        assert config["lr_schedule"] == "linear"
         searcher.on_trial_complete(f"t{i}", {"accuracy": 0.5 + i / 10, "training_iteration": 1})

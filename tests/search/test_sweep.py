@@ -133,10 +133,8 @@ def test_overrides(tmp_path: Path) -> None:
         apply_override({}, "search.num_samples")
     with pytest.raises(UserError, match="search.algorithm is a value, not a section"):
         apply_override({"search": {"algorithm": "tpe"}}, "search.algorithm.x=1")
-    with pytest.raises(UserError, match="search.num_samples: unknown key"):
-        load_sweep(path, ["search.num_sample=5", "search.num_samples=5"]) if False else load_sweep(
-            path, ["search.num_sample=5"]
-        )
+    with pytest.raises(UserError, match="search.num_sample: unknown key"):
+        load_sweep(path, ["search.num_sample=5"])
 
 
 def test_resolved_copy_round_trips(tmp_path: Path) -> None:
