@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 DataSource = Union[str, list[Union[str, None]]]
 
@@ -62,7 +62,7 @@ class TrainConfig(StrictModel):
     use_gpu: bool | Literal["auto"] = Field(
         default="auto", description="Train on GPUs; auto = when the cluster has any."
     )
-    cpus_per_worker: int | Literal["auto"] = Field(
+    cpus_per_worker: PositiveInt | Literal["auto"] = Field(
         default="auto",
         description="CPUs (and torch threads) per worker; auto shares this machine's cores "
         "between concurrent trials (1 on a cluster).",
@@ -83,6 +83,11 @@ class TrainConfig(StrictModel):
     group_by_length: bool = Field(
         default=True,
         description="Batch examples of similar length together (less padding, faster on CPU).",
+    )
+    pad_to_multiple_of: PositiveInt | Literal["auto"] = Field(
+        default="auto",
+        description="Round each batch's length up to a multiple of this: fewer distinct shapes "
+        "and tensor-core-friendly sizes on GPUs; auto = 8 on CUDA, 1 (no rounding) on CPU.",
     )
     amp: bool | Literal["auto"] = Field(
         default="auto", description="Mixed precision on CUDA (bf16 where supported, else fp16)."

@@ -87,9 +87,11 @@ def epoch_batches(
     return batches
 
 
-def collate(split: EncodedSplit, indices: np.ndarray, pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Pads a batch to its own longest example."""
-    width = int(split.lengths[indices].max())
+def collate(
+    split: EncodedSplit, indices: np.ndarray, pad_token_id: int, multiple: int = 1
+) -> dict[str, torch.Tensor]:
+    """Pads a batch to its own longest example, rounded up to `multiple`."""
+    width = -(-int(split.lengths[indices].max()) // multiple) * multiple
     input_ids = np.full((len(indices), width), pad_token_id, dtype=np.int64)
     attention_mask = np.zeros((len(indices), width), dtype=np.int64)
     token_type_ids = np.zeros((len(indices), width), dtype=np.int64)

@@ -10,7 +10,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -53,11 +53,18 @@ class StepPlan:
         return full_epochs * self.num_examples + min(within * self.batch_size, self.num_examples)
 
 
-def _autocast(device: torch.device, enabled: bool):
-    if not enabled or device.type != "cuda":
+def _amp_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
+    """bf16 where the GPU has it, else fp16 (with a gradient scaler); None for no autocast.
+    Decided once per trial: `torch.cuda.is_bf16_supported()` is too slow to ask every step."""
+    if device.type != "cuda" or amp is False:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def _load_model(source: str, data: EncodedData, hp: Hyperparameters, *, new_head: bool):
@@ -117,9 +124,10 @@ def evaluate(
     split: EncodedSplit,
     *,
     pad_token_id: int,
+    pad_multiple: int,
     batch_size: int,
     session: TrialSession,
-    amp: bool,
+    amp: torch.dtype | None,
 ) -> dict[str, float]:
     """Metrics on a split; each rank scores a share, sorted by length to pad little."""
     was_training = model.training
@@ -127,8 +135,8 @@ def evaluate(
     mine = np.argsort(split.lengths, kind="stable")[session.world_rank :: session.world_size]
     logits = []
     for start in range(0, len(mine), batch_size):
-        batch = _to_device(collate(split, mine[start : start + batch_size], pad_token_id),
-                           session.device)
+        indices = mine[start : start + batch_size]
+        batch = _to_device(collate(split, indices, pad_token_id, pad_multiple), session.device)
         batch.pop("labels")
         with _autocast(session.device, amp):
             logits.append(model(**batch).logits.float().cpu().numpy())
@@ -173,6 +181,44 @@ def _mean_across_ranks(total: float, count: int, session: TrialSession) -> float
     return total / max(count, 1)
 
 
+def _batches_from(step: int, plan: StepPlan, hp: Hyperparameters, data: EncodedData,
+                  group_by_length: bool) -> Iterator[np.ndarray]:
+    """The global batches still to train on after `step` steps, across epochs; each epoch's
+    order depends only on the seed and the epoch, so a resumed trial sees the same batches."""
+    while step < plan.total_steps:
+        epoch = step // plan.steps_per_epoch
+        batches = epoch_batches(
+            data.train.lengths, hp.batch_size, seed=hp.seed * 100_003 + epoch,
+            group_by_length=group_by_length,
+        )
+        for indices in batches[step - epoch * plan.steps_per_epoch :]:
+            yield indices
+            step += 1
+            if step >= plan.total_steps:
+                return
+
+
+class _Throughput:
+    """Training loss and samples per second since the last report."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss_sum, self.count, self.started = 0.0, 0, time.perf_counter()
+
+    def add(self, loss: float, size: int) -> None:
+        self.loss_sum += loss * size
+        self.count += size
+
+    def summary(self, session: TrialSession, batch_size: int, steps: int) -> dict[str, float]:
+        seconds = time.perf_counter() - self.started
+        return {
+            "train_loss": _mean_across_ranks(self.loss_sum, self.count, session),
+            "train_samples_per_s": steps * batch_size / seconds,
+        }
+
+
 def train_model(
     hp: Hyperparameters, job: TrainJob, data: EncodedData, session: TrialSession
 ) -> None:
@@ -184,7 +230,10 @@ def train_model(
     transformers.utils.logging.disable_progress_bar()
     torch.set_num_threads(job.threads)
     device = session.device
-    amp = job.train.amp is True or (job.train.amp == "auto" and device.type == "cuda")
+    amp = _amp_dtype(device, job.train.amp)
+    pad_multiple = job.train.pad_to_multiple_of
+    if pad_multiple == "auto":
+        pad_multiple = 8 if device.type == "cuda" else 1
 
     restored = session.restored_checkpoint()
     torch.manual_seed(hp.seed)  # the new classifier head starts the same in every trial
@@ -200,72 +249,46 @@ def train_model(
     optimizer = _optimizer(model, hp)
     scheduler = _lr_scheduler(optimizer, hp, plan)
     step = 0 if restored is None else _restore_training_state(restored, optimizer, scheduler)
-    scaler = torch.amp.GradScaler(
-        "cuda", enabled=amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    )
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
 
     model.train()
-    loss_sum, loss_count, started = 0.0, 0, time.perf_counter()
-    steps_since_report = 0
-    while step < plan.total_steps:
-        epoch = step // plan.steps_per_epoch
-        batches = epoch_batches(
-            data.train.lengths,
-            hp.batch_size,
-            seed=hp.seed * 100_003 + epoch,
-            group_by_length=job.train.group_by_length,
+    meter, steps_since_report = _Throughput(), 0
+    for indices in _batches_from(step, plan, hp, data, job.train.group_by_length):
+        mine = indices[session.world_rank :: session.world_size]
+        batch = _to_device(collate(data.train, mine, data.pad_token_id, pad_multiple), device)
+        labels = batch.pop("labels")
+        with _autocast(device, amp):
+            logits = wrapped(**batch).logits
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=hp.label_smoothing)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        steps_since_report += 1
+        meter.add(loss.item(), len(labels))
+        if step not in plan.eval_steps:
+            continue
+
+        metrics = evaluate(
+            model, data.validation, pad_token_id=data.pad_token_id, pad_multiple=pad_multiple,
+            batch_size=job.train.eval_batch_size, session=session, amp=amp,
         )
-        for indices in batches[step - epoch * plan.steps_per_epoch :]:
-            batch = _to_device(
-                collate(data.train, indices[session.world_rank :: session.world_size],
-                        data.pad_token_id),
-                device,
-            )
-            labels = batch.pop("labels")
-            with _autocast(device, amp):
-                logits = wrapped(**batch).logits
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=hp.label_smoothing)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            steps_since_report += 1
-            loss_sum += loss.item() * len(labels)
-            loss_count += len(labels)
-
-            if step in plan.eval_steps:
-                train_seconds = time.perf_counter() - started
-                metrics = evaluate(
-                    model,
-                    data.validation,
-                    pad_token_id=data.pad_token_id,
-                    batch_size=job.train.eval_batch_size,
-                    session=session,
-                    amp=amp,
-                )
-                metrics.update(
-                    train_loss=_mean_across_ranks(loss_sum, loss_count, session),
-                    epoch=plan.epoch(step),
-                    step=step,
-                    samples=plan.samples(step),
-                    learning_rate=scheduler.get_last_lr()[0],
-                    train_samples_per_s=steps_since_report * hp.batch_size / train_seconds,
-                )
-                _report(session, metrics, model, tokenizer, optimizer, scheduler, step)
-                loss_sum, loss_count, steps_since_report = 0.0, 0, 0
-                started = time.perf_counter()
-            if step >= plan.total_steps:
-                break
-
-
-def _report(session: TrialSession, metrics: dict[str, Any], *state: Any) -> None:
-    if session.world_rank != 0:
-        session.report(metrics, None)
-        return
-    with tempfile.TemporaryDirectory(prefix="hpo-checkpoint-") as folder:
-        _save_checkpoint(folder, *state)
-        session.report(metrics, folder)
+        metrics.update(
+            meter.summary(session, hp.batch_size, steps_since_report),
+            epoch=plan.epoch(step),
+            step=step,
+            samples=plan.samples(step),
+            learning_rate=scheduler.get_last_lr()[0],
+        )
+        if session.world_rank == 0:
+            with tempfile.TemporaryDirectory(prefix="hpo-checkpoint-") as folder:
+                _save_checkpoint(folder, model, tokenizer, optimizer, scheduler, step)
+                session.report(metrics, folder)
+        else:
+            session.report(metrics, None)
+        meter.reset()
+        steps_since_report = 0
