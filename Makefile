@@ -1,5 +1,6 @@
 # Two commands on a fresh machine:
-#   make demo   installs into .venv and runs a real sweep (examples/sst2.yaml)
+#   make demo   installs into .venv, runs a real sweep (examples/sst2.yaml), deploys the best
+#               model with Ray Serve and prints its answers to a few reviews
 #   make test   installs the test extras too and runs the whole suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,22 +14,27 @@ export HPO_DATA
 
 BIN := $(VENV)/bin
 
-.PHONY: install demo test clean
+.PHONY: install install-test demo test clean
 
 install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install $(TORCH_SPEC)
+	$(BIN)/pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -e ".[test,bench]"
 	touch $@
 
 demo: install
-	$(BIN)/hpo run examples/sst2.yaml --no-serve
+	$(BIN)/hpo run examples/sst2.yaml --no-keep-serving
 
-test: install
+test: install-test
 	$(BIN)/python -m pytest
 
 clean:

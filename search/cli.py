@@ -37,6 +37,18 @@ AddressOption = Annotated[
 NoServeOption = Annotated[
     bool, typer.Option("--no-serve", help="Do not deploy the best model when the sweep ends.")
 ]
+KeepServingOption = Annotated[
+    bool,
+    typer.Option(
+        "--keep-serving/--no-keep-serving",
+        help="With the embedded Ray, serve in the foreground until Ctrl-C (default), or exit "
+        "after the smoke test.",
+    ),
+]
+DetachOption = Annotated[
+    bool,
+    typer.Option("--detach", help="On a cluster (--address): leave the service running and exit."),
+]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Ray's own logs.")]
 
 
@@ -67,15 +79,19 @@ def run(
     set_: SetOption = None,
     address: AddressOption = None,
     no_serve: NoServeOption = False,
+    keep_serving: KeepServingOption = True,
+    detach: DetachOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Run a sweep; the best checkpoint ends up in <storage>/<name>/summary.json."""
+    """Run a sweep, then deploy its best model behind the promotion gate (unless --no-serve)."""
     from search.runner import run_sweep
     from search.sweep import load_sweep
 
-    summary = run_sweep(load_sweep(sweep, set_ or []), address=address, console=console,
-                        verbose=verbose)
+    loaded = load_sweep(sweep, set_ or [])
+    summary = run_sweep(loaded, address=address, console=console, verbose=verbose)
     _print_best(summary)
+    if loaded.serve.enabled and not no_serve:
+        _serve(Path(summary["run_dir"]), keep_serving=keep_serving, detach=detach)
 
 
 @app.command()
@@ -83,12 +99,84 @@ def resume(
     run_dir: RunDirArg,
     address: AddressOption = None,
     no_serve: NoServeOption = False,
+    keep_serving: KeepServingOption = True,
+    detach: DetachOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Continue an interrupted sweep from its run dir."""
-    from search.runner import resume_sweep
+    """Continue an interrupted sweep from its run dir (then deploy, as `hpo run`)."""
+    from search.runner import load_run_sweep, resume_sweep
 
-    _print_best(resume_sweep(run_dir, address=address, console=console, verbose=verbose))
+    summary = resume_sweep(run_dir, address=address, console=console, verbose=verbose)
+    _print_best(summary)
+    if load_run_sweep(run_dir).serve.enabled and not no_serve:
+        _serve(run_dir, keep_serving=keep_serving, detach=detach)
+
+
+@app.command("serve")
+def serve_command(
+    run_dir: RunDirArg,
+    address: AddressOption = None,
+    keep_serving: KeepServingOption = True,
+    detach: DetachOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Deploy a finished run's best model with Ray Serve, behind the promotion gate."""
+    from search.runner import connect_ray, load_run_sweep
+
+    embedded = connect_ray(load_run_sweep(run_dir), address, verbose)
+    _serve(run_dir, keep_serving=keep_serving and embedded, detach=detach)
+
+
+@app.command()
+def rollback(
+    name: Annotated[str, typer.Argument(help="The sweep name whose live model to roll back.")],
+    storage: Annotated[Path, typer.Option(help="The sweeps' storage.")] = Path("./runs"),
+    address: AddressOption = None,
+    keep_serving: KeepServingOption = True,
+    verbose: VerboseOption = False,
+) -> None:
+    """Redeploy the model promoted before the live one of a sweep name."""
+    from search.runner import connect_ray, load_run_sweep
+    from serve.deploy import rollback as roll_back
+    from serve.gate import promoted_stack
+
+    stack = promoted_stack(storage.resolve(), name)
+    if not stack:
+        raise UserError(f"{name}: no promoted model in {storage}/promotions.jsonl")
+    sweep = load_run_sweep(Path(stack[-1]["run_dir"]))
+    embedded = connect_ray(sweep, address, verbose)
+    deployment = roll_back(storage, name, sweep.serve)
+    console.print(f"[yellow]rolled back[/] {name}: {deployment.decision.reason}")
+    _announce(deployment, sweep.serve.smoke_test)
+    _wait(keep_serving and embedded)
+
+
+@app.command()
+def query(
+    url: Annotated[str, typer.Argument(help="The service, e.g. http://127.0.0.1:8000")],
+    text: Annotated[str, typer.Argument(help="The text to classify.")],
+    pair: Annotated[Optional[str], typer.Option(help="Second text (sentence-pair models).")] = None,
+    explain: Annotated[bool, typer.Option(help="Also show token attributions.")] = False,
+    key: Annotated[Optional[str], typer.Option(help="API key (default: HPO_API_KEY).")] = None,
+    key_file: Annotated[Optional[Path], typer.Option(help="File holding the API key.")] = None,
+) -> None:
+    """Ask a served model for a label (and explanation)."""
+    from serve.client import ModelClient, ServiceError
+
+    if key_file is not None:
+        key = key_file.read_text().strip()
+    client = ModelClient(url, api_key=key)
+    try:
+        answer = client.explain(text, pair) if explain else client.predict(text, pair)
+    except ServiceError as err:
+        raise UserError(f"the service refused the query: {err}") from None
+    except OSError as err:
+        raise UserError(f"cannot reach {url}: {err}") from None
+    _print_answer(answer)
+    if explain:
+        console.print("tokens: " + " ".join(
+            f"{t['token']}([{'green' if t['score'] >= 0 else 'red'}]{t['score']:+.2f}[/])"
+            for t in answer["tokens"]))
 
 
 @app.command()
@@ -115,6 +203,68 @@ def status(
     from search.status import show_status
 
     show_status(run_dir, console=console, watch=watch, interval=interval)
+
+
+def _print_answer(answer: dict) -> None:
+    probabilities = ", ".join(f"{k} {v:.3f}" for k, v in answer["probabilities"].items())
+    console.print(f"[bold]{answer['label']}[/] ({answer['score']:.3f})  [{probabilities}]")
+    for warning in answer.get("warnings", []):
+        console.print(f"[yellow]note:[/] {warning}")
+
+
+def _announce(deployment, smoke_test: list[str]) -> None:
+    """How to reach the service, and its answers to the sweep's smoke-test texts."""
+    from serve.client import ModelClient
+
+    key_hint = (
+        f"key file: {deployment.key_file}" if deployment.key_file else "key: $HPO_API_KEY"
+    )
+    key_expr = f'$(cat {deployment.key_file})' if deployment.key_file else "$HPO_API_KEY"
+    console.print(
+        f"\n[bold green]serving[/] {deployment.name} (trial {deployment.live['trial_id']}, "
+        f"test {deployment.live['metric']} {deployment.live['test_metric']}) at "
+        f"{deployment.url}\n  playground: {deployment.url}/   API docs: {deployment.url}/docs"
+        f"\n  {key_hint}\n  try: curl -s {deployment.url}/predict -H \"Authorization: Bearer "
+        f"{key_expr}\" -H 'Content-Type: application/json' -d '{{\"text\": \"a fine film\"}}'"
+        f"\n  or:  hpo query {deployment.url} \"a fine film\""
+        + (f" --key-file {deployment.key_file}" if deployment.key_file else "")
+    )
+    if not smoke_test:
+        return
+    key = deployment.key_file.read_text().strip() if deployment.key_file else None
+    client = ModelClient(deployment.url, api_key=key)
+    for text in smoke_test:
+        answer = client.predict(text)
+        console.print(f"  {text!r} -> [bold]{answer['label']}[/] ({answer['score']:.3f})")
+
+
+def _wait(keep_serving: bool) -> None:
+    """Serve in the foreground until Ctrl-C (the embedded Ray goes away with this process)."""
+    if not keep_serving:
+        return
+    import time
+
+    from ray import serve
+
+    console.print("serving until Ctrl-C")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        serve.shutdown()
+        console.print("stopped serving")
+
+
+def _serve(run_dir: Path, *, keep_serving: bool, detach: bool) -> None:
+    from search.runner import load_run_sweep
+    from serve.deploy import deploy_run
+
+    deployment = deploy_run(run_dir)
+    decision = deployment.decision
+    colour = "green" if decision.decision == "promoted" else "yellow"
+    console.print(f"gate: [{colour}]{decision.decision}[/]: {decision.reason}")
+    _announce(deployment, load_run_sweep(run_dir).serve.smoke_test)
+    _wait(keep_serving and not detach)
 
 
 def _print_best(summary: dict) -> None:

@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 from search.algorithms import ALGORITHMS, Algorithm
 from search.schedulers import SCHEDULER_NAMES, FifoConfig, SchedulerConfig
 from search.space import DimensionField, check_space
+from serve.config import ServeConfig
 from trainables.config import DataConfig, StrictModel, TrainConfig
 from trainables.errors import UserError
 from trainables.metrics import METRICS
@@ -72,6 +73,7 @@ class Sweep(StrictModel):
         description="Hyperparameter -> distribution ({loguniform: [lo, hi]}, {choice: [...]}...)"
     )
     train: TrainConfig = TrainConfig()
+    serve: ServeConfig = ServeConfig()
     storage: str = Field(default="./runs", description="Where run dirs are written.")
 
     @model_validator(mode="after")

@@ -4,6 +4,7 @@ trains in seconds), and one Ray instance for the integration tests."""
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,14 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def serve_port() -> int:
+    """One free port for Ray Serve's HTTP proxy (Serve keeps its first port per Ray session)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -254,3 +254,17 @@ def load_splits(config: DataConfig) -> Splits:
         labels=labels,
         sources=sources,
     )
+
+
+def load_test_split(config: DataConfig, label_names: list[str]) -> Examples | None:
+    """The test split alone, its labels mapped by a trained model's label names (for the
+    promotion gate); None when the sweep has no test split."""
+    if config.test is None:
+        return None
+    source = choose_source("test", config.test)
+    if source is None:
+        return None
+    frame = _subsample(read_table("test", source), config.max_eval_samples, config.seed)
+    values = _labels_column(frame, "test", config.label)
+    labels = Labels(tuple(label_names), integer=_is_integral(values))
+    return _examples(frame, "test", config, labels)

@@ -23,8 +23,14 @@ class TrialSession(Protocol):
         """Reports one evaluation; every rank calls it, rank 0 with the checkpoint folder."""
 
 
-def _ray_checkpoint(checkpoint_dir: str | None):
+def _train_checkpoint(checkpoint_dir: str | None):
     from ray.train import Checkpoint
+
+    return None if checkpoint_dir is None else Checkpoint.from_directory(checkpoint_dir)
+
+
+def _tune_checkpoint(checkpoint_dir: str | None):
+    from ray.tune import Checkpoint
 
     return None if checkpoint_dir is None else Checkpoint.from_directory(checkpoint_dir)
 
@@ -47,7 +53,7 @@ class TuneTrialSession:
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         from ray import tune
 
-        tune.report(metrics, checkpoint=_ray_checkpoint(checkpoint_dir))
+        tune.report(metrics, checkpoint=_tune_checkpoint(checkpoint_dir))
 
 
 class RayTrainSession:
@@ -71,4 +77,4 @@ class RayTrainSession:
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         import ray.train
 
-        ray.train.report(metrics, checkpoint=_ray_checkpoint(checkpoint_dir))
+        ray.train.report(metrics, checkpoint=_train_checkpoint(checkpoint_dir))

@@ -1,0 +1,46 @@
+"""The sweep file's `serve:` section: how the best model is deployed, batched, gated and
+protected."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from trainables.config import StrictModel
+
+
+class GateConfig(StrictModel):
+    """The promotion gate: a candidate replaces the live model of its sweep name only when its
+    metric on `data.test` is not worse than the live model's by more than `tolerance`."""
+
+    tolerance: float = Field(
+        default=0.0, ge=0, description="How much worse (in the sweep's metric) may a candidate be."
+    )
+
+
+class ServeConfig(StrictModel):
+    enabled: bool = Field(default=True, description="Deploy the best model when the sweep ends.")
+    host: str = Field(default="127.0.0.1", description="Address the HTTP proxy listens on.")
+    port: int = Field(default=8000, ge=1, le=65535)
+    replicas: int = Field(default=1, ge=1)
+    cpus_per_replica: float = Field(default=1.0, gt=0)
+    gpus_per_replica: float = Field(default=0.0, ge=0)
+    max_batch_size: int = Field(
+        default=32, ge=1, description="Texts one forward pass may hold (@serve.batch)."
+    )
+    batch_wait_timeout_s: float = Field(
+        default=0.01, ge=0, description="How long a forward pass waits for more texts."
+    )
+    max_batch: int = Field(
+        default=64, ge=1, description="Most texts one /predict request may send."
+    )
+    max_text_chars: int = Field(
+        default=20_000, ge=1, description="Longer texts are refused (tokens are truncated anyway)."
+    )
+    explain_steps: int = Field(
+        default=32, ge=2, description="Integrated-gradients steps of /explain."
+    )
+    gate: GateConfig = GateConfig()
+    smoke_test: list[str] = Field(
+        default_factory=list,
+        description="Texts sent to the service right after it deploys; answers are printed.",
+    )

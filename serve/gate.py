@@ -1,0 +1,81 @@
+"""The promotion gate and its ledger, `<storage>/promotions.jsonl`.
+
+Each line is one decision about a sweep name: a candidate `promoted` or `rejected`, or a
+`rollback`. Replaying the lines gives the stack of promoted models: `promoted` pushes,
+`rollback` pops, and the top is the live model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+LEDGER = "promotions.jsonl"
+
+
+@dataclass
+class Decision:
+    name: str
+    decision: str  # promoted | rejected | rollback
+    reason: str
+    metric: str
+    mode: str
+    run_dir: str
+    trial_id: str
+    checkpoint: str
+    checkpoint_sha256: str
+    validation_metric: float | None
+    test_metric: float | None
+    config: dict[str, Any] = field(default_factory=dict)
+    live_test_metric: float | None = None
+    tolerance: float = 0.0
+    time: float = field(default_factory=time.time)
+
+
+def read_ledger(storage: Path) -> list[dict[str, Any]]:
+    path = storage / LEDGER
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append(storage: Path, decision: Decision) -> None:
+    storage.mkdir(parents=True, exist_ok=True)
+    with open(storage / LEDGER, "a") as ledger:
+        ledger.write(json.dumps(asdict(decision)) + "\n")
+
+
+def promoted_stack(storage: Path, name: str) -> list[dict[str, Any]]:
+    """The promoted models of `name`, oldest first; the last one is live."""
+    stack: list[dict[str, Any]] = []
+    for record in read_ledger(storage):
+        if record["name"] != name:
+            continue
+        if record["decision"] == "promoted":
+            stack.append(record)
+        elif record["decision"] == "rollback" and stack:
+            stack.pop()
+    return stack
+
+
+def judge(
+    candidate_metric: float | None, live: dict[str, Any] | None, *, mode: str, tolerance: float
+) -> tuple[bool, str, float | None]:
+    """(promote?, why, live metric) for a candidate's test metric against the live model's."""
+    if live is None:
+        return True, "no live model yet", None
+    live_metric = live.get("test_metric")
+    if candidate_metric is None or live_metric is None:
+        return True, "no test split to compare on; promoted on the validation metric", live_metric
+    worse_by = (live_metric - candidate_metric) if mode == "max" else (candidate_metric - live_metric)
+    if worse_by > tolerance + 1e-12:
+        return False, (
+            f"test metric {candidate_metric:.4f} is worse than the live model's "
+            f"{live_metric:.4f} by {worse_by:.4f} (> tolerance {tolerance})"
+        ), live_metric
+    return True, (
+        f"test metric {candidate_metric:.4f} vs live {live_metric:.4f} (tolerance {tolerance})"
+    ), live_metric

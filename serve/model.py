@@ -1,0 +1,130 @@
+"""The served classifier without Ray: batched predictions and token attributions for one
+checkpoint folder. The Serve deployment wraps it; tests use it directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    score: float
+    probabilities: dict[str, float]
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class Attribution:
+    token: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    prediction: Prediction
+    tokens: list[Attribution]
+    method: str
+    convergence_delta: float
+
+
+class TextClassifier:
+    """A `save_pretrained` classification checkpoint, ready for inference."""
+
+    def __init__(self, checkpoint: str, *, device: str | None = None, threads: int | None = None):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        self.model = AutoModelForSequenceClassification.from_pretrained(checkpoint)
+        self.model.to(self.device).eval()
+        config = self.model.config
+        self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        positions = getattr(config, "max_position_embeddings", 512)
+        self.max_length = min(self.tokenizer.model_max_length or positions, positions)
+
+    def _encode(self, texts: list[str], pairs: list[str | None]):
+        second = pairs if any(p is not None for p in pairs) else None
+        if second is not None and any(p is None for p in second):
+            raise ValueError("either every input has a text_pair or none has")
+        encoded = self.tokenizer(
+            texts, second, truncation=True, max_length=self.max_length, padding=True,
+            return_tensors="pt", return_length=False,
+        )
+        full = self.tokenizer(texts, second, truncation=False)["input_ids"]
+        truncated = [len(ids) > self.max_length for ids in full]
+        return encoded.to(self.device), truncated
+
+    def _prediction(self, probabilities: torch.Tensor, truncated: bool) -> Prediction:
+        values = probabilities.tolist()
+        best = int(probabilities.argmax())
+        return Prediction(
+            label=self.labels[best],
+            score=values[best],
+            probabilities=dict(zip(self.labels, values)),
+            truncated=truncated,
+        )
+
+    @torch.inference_mode()
+    def predict(self, texts: list[str], pairs: list[str | None] | None = None) -> list[Prediction]:
+        """One forward pass over all texts (and their pairs)."""
+        pairs = pairs if pairs is not None else [None] * len(texts)
+        if not texts:
+            return []
+        # sentence pairs and single texts cannot share a forward pass
+        singles = [i for i, p in enumerate(pairs) if p is None]
+        doubles = [i for i, p in enumerate(pairs) if p is not None]
+        results: list[Prediction | None] = [None] * len(texts)
+        for group in (singles, doubles):
+            if not group:
+                continue
+            encoded, truncated = self._encode([texts[i] for i in group], [pairs[i] for i in group])
+            probabilities = self.model(**encoded).logits.float().softmax(-1).cpu()
+            for row, index in enumerate(group):
+                results[index] = self._prediction(probabilities[row], truncated[row])
+        return results  # type: ignore[return-value]
+
+    def explain(self, text: str, pair: str | None = None, *, steps: int = 32) -> Explanation:
+        """Integrated Gradients (Captum) over the word embeddings, for the predicted label:
+        how much each token moved that label's score, against an all-padding baseline."""
+        from captum.attr import LayerIntegratedGradients
+
+        encoded, truncated = self._encode([text], [pair])
+        input_ids = encoded["input_ids"]
+        extra = {k: v for k, v in encoded.items() if k != "input_ids"}
+        with torch.no_grad():
+            probabilities = self.model(**encoded).logits.float().softmax(-1)[0].cpu()
+        target = int(probabilities.argmax())
+
+        special = torch.tensor(
+            self.tokenizer.get_special_tokens_mask(input_ids[0].tolist(), already_has_special_tokens=True),
+            dtype=torch.bool, device=self.device,
+        )
+        pad = self.tokenizer.pad_token_id or 0
+        baseline = torch.where(special, input_ids[0], torch.full_like(input_ids[0], pad))[None]
+
+        def forward(ids: torch.Tensor) -> torch.Tensor:
+            repeated = {k: v.expand(ids.shape[0], -1) for k, v in extra.items()}
+            return self.model(input_ids=ids, **repeated).logits.float().softmax(-1)
+
+        integrated = LayerIntegratedGradients(forward, self.model.get_input_embeddings())
+        attributions, delta = integrated.attribute(
+            input_ids, baselines=baseline, target=target, n_steps=steps,
+            return_convergence_delta=True, internal_batch_size=steps,
+        )
+        scores = attributions.sum(-1)[0].detach().cpu()
+        tokens = self.tokenizer.convert_ids_to_tokens(input_ids[0].tolist())
+        return Explanation(
+            prediction=self._prediction(probabilities, truncated[0]),
+            tokens=[
+                Attribution(token, float(score))
+                for token, score, is_special in zip(tokens, scores, special.tolist())
+                if not is_special
+            ],
+            method="integrated_gradients",
+            convergence_delta=float(delta.abs().max()),
+        )

@@ -1,0 +1,41 @@
+"""A deployed tiny model shared by the serving tests (deploying costs seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from search.runner import run_sweep
+from search.sweep import parse_sweep
+from serve import deploy
+from tests.helpers import tiny_sweep
+
+
+def serving_sweep(tiny_model: str, storage: Path, port: int, name: str = "served"):
+    return parse_sweep(tiny_sweep(
+        tiny_model, storage, name=name, metric="accuracy",
+        data={"train": "${HPO_DATA}/sst2/train.csv",
+              "validation": "${HPO_DATA}/sst2/validation.csv",
+              "test": "${HPO_DATA}/sst2/test.csv", "text": "sentence",
+              "label_names": ["negative", "positive"], "max_train_samples": 128,
+              "max_eval_samples": 64},
+        search={"algorithm": "random", "num_samples": 1},
+        serve={"port": port, "max_batch": 8, "max_text_chars": 2000, "max_batch_size": 16,
+               "batch_wait_timeout_s": 0.05, "explain_steps": 8},
+    ))
+
+
+@pytest.fixture(scope="session")
+def service(
+    tiny_model: str, tmp_path_factory, serve_port: int, ray_session: None, data_dir: Path
+) -> dict[str, Any]:
+    storage = tmp_path_factory.mktemp("serving")
+    summary = run_sweep(serving_sweep(tiny_model, storage, serve_port))
+    deployment = deploy.deploy_run(Path(summary["run_dir"]))
+    key = deployment.key_file.read_text().strip()
+    return {"url": deployment.url, "key": key, "summary": summary, "deployment": deployment,
+            "storage": storage}
+
+

@@ -1,0 +1,83 @@
+"""The served classifier without Ray: predictions, pairs, truncation, explanations, the gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from serve import gate
+from serve.model import TextClassifier
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_model: str) -> TextClassifier:
+    return TextClassifier(tiny_model, device="cpu")
+
+
+def test_predictions_are_distributions_over_the_labels(classifier: TextClassifier) -> None:
+    predictions = classifier.predict(["a fine film", "dull"], None)
+    assert len(predictions) == 2
+    for prediction in predictions:
+        assert set(prediction.probabilities) == set(classifier.labels)
+        assert sum(prediction.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+        assert prediction.score == max(prediction.probabilities.values())
+        assert prediction.probabilities[prediction.label] == prediction.score
+        assert not prediction.truncated
+
+
+def test_batch_equals_one_by_one(classifier: TextClassifier) -> None:
+    texts = ["short", "a somewhat longer sentence about a film", "ok"]
+    together = classifier.predict(texts)
+    for text, batched in zip(texts, together):
+        alone = classifier.predict([text])[0]
+        assert alone.score == pytest.approx(batched.score, abs=1e-5)
+
+
+def test_pairs_and_singles_mix(classifier: TextClassifier) -> None:
+    mixed = classifier.predict(["one", "two"], ["first pair", None])
+    assert mixed[0].probabilities != classifier.predict(["one"])[0].probabilities
+    assert mixed[1].score == pytest.approx(classifier.predict(["two"])[0].score, abs=1e-5)
+
+
+def test_long_texts_are_truncated_and_flagged(classifier: TextClassifier) -> None:
+    prediction = classifier.predict(["word " * 1000])[0]
+    assert prediction.truncated
+
+
+def test_explanation_scores_every_word_token(classifier: TextClassifier) -> None:
+    explanation = classifier.explain("a gorgeous witty film", steps=8)
+    assert [t.token for t in explanation.tokens] == ["a", "gorgeous", "witty", "film"]
+    assert any(t.score != 0 for t in explanation.tokens)
+    assert explanation.method == "integrated_gradients"
+    assert explanation.prediction.label in classifier.labels
+    # integrated gradients: attributions sum to f(x) - f(baseline), up to the delta
+    assert explanation.convergence_delta < 0.05
+
+
+def test_gate_judges_against_the_live_model() -> None:
+    live = {"test_metric": 0.85}
+    assert gate.judge(0.84, None, mode="max", tolerance=0.0)[0]
+    assert not gate.judge(0.84, live, mode="max", tolerance=0.0)[0]
+    assert gate.judge(0.84, live, mode="max", tolerance=0.02)[0]
+    assert gate.judge(0.86, live, mode="max", tolerance=0.0)[0]
+    assert not gate.judge(0.40, {"test_metric": 0.35}, mode="min", tolerance=0.01)[0]
+    promote, reason, _ = gate.judge(None, live, mode="max", tolerance=0.0)
+    assert promote and "no test split" in reason
+
+
+def test_ledger_replays_promotions_and_rollbacks(tmp_path: Path) -> None:
+    def record(decision: str, trial: str, name: str = "s") -> gate.Decision:
+        return gate.Decision(
+            name=name, decision=decision, reason="", metric="accuracy", mode="max",
+            run_dir="r", trial_id=trial, checkpoint=f"/c/{trial}", checkpoint_sha256="x",
+            validation_metric=0.8, test_metric=0.8,
+        )
+
+    for decision in [record("promoted", "a"), record("rejected", "b"), record("promoted", "c"),
+                     record("promoted", "z", name="other"), record("promoted", "d"),
+                     record("rollback", "d")]:
+        gate.append(tmp_path, decision)
+    assert [r["trial_id"] for r in gate.promoted_stack(tmp_path, "s")] == ["a", "c"]
+    assert [r["trial_id"] for r in gate.promoted_stack(tmp_path, "other")] == ["z"]
+    assert len(gate.read_ledger(tmp_path)) == 6
