@@ -207,7 +207,8 @@ def status(
 
 def _print_answer(answer: dict) -> None:
     probabilities = ", ".join(f"{k} {v:.3f}" for k, v in answer["probabilities"].items())
-    console.print(f"[bold]{answer['label']}[/] ({answer['score']:.3f})  [{probabilities}]")
+    console.print(f"[bold]{escape(answer['label'])}[/] ({answer['score']:.3f})  "
+                  f"{escape('[' + probabilities + ']')}")
     for warning in answer.get("warnings", []):
         console.print(f"[yellow]note:[/] {warning}")
 
@@ -222,7 +223,7 @@ def _announce(deployment, smoke_test: list[str]) -> None:
     key_expr = f'$(cat {deployment.key_file})' if deployment.key_file else "$HPO_API_KEY"
     console.print(
         f"\n[bold green]serving[/] {deployment.name} (trial {deployment.live['trial_id']}, "
-        f"test {deployment.live['metric']} {deployment.live['test_metric']}) at "
+        f"test {deployment.live['metric']} {_metric_text(deployment.live['test_metric'])}) at "
         f"{deployment.url}\n  playground: {deployment.url}/   API docs: {deployment.url}/docs"
         f"\n  {key_hint}\n  try: curl -s {deployment.url}/predict -H \"Authorization: Bearer "
         f"{key_expr}\" -H 'Content-Type: application/json' -d '{{\"text\": \"a fine film\"}}'"
@@ -238,21 +239,25 @@ def _announce(deployment, smoke_test: list[str]) -> None:
         console.print(f"  {text!r} -> [bold]{answer['label']}[/] ({answer['score']:.3f})")
 
 
+def _metric_text(value: float | None) -> str:
+    return "n/a (no test split)" if value is None else f"{value:.4f}"
+
+
 def _wait(keep_serving: bool) -> None:
     """Serve in the foreground until Ctrl-C (the embedded Ray goes away with this process)."""
     if not keep_serving:
         return
+    import signal
     import time
 
-    from ray import serve
-
+    # Tune leaves its own SIGINT handler behind, which would swallow the first Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     console.print("serving until Ctrl-C")
     try:
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
-        serve.shutdown()
-        console.print("stopped serving")
+        console.print("stopped serving")  # the embedded Ray, and Serve with it, ends with us
 
 
 def _serve(run_dir: Path, *, keep_serving: bool, detach: bool) -> None:

@@ -8,6 +8,7 @@ whichever model is live afterwards. `rollback` redeploys the previous promoted m
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 import time
@@ -95,6 +96,7 @@ def _candidate(run_dir: Path) -> tuple[Any, dict[str, Any]]:
 def _start_serve(settings: ServeConfig) -> None:
     from ray import serve
 
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # hpo prints the URL itself
     serve.start(http_options={"host": settings.host, "port": settings.port})
 
 
@@ -132,16 +134,24 @@ def deploy_run(run_dir: Path) -> Deployment:
     sweep, summary = _candidate(run_dir)
     storage = run_dir.parent
     best = summary["best"]
-    candidate_test = test_metric(sweep, best["checkpoint"])
+    sha256 = checkpoint_sha256(best["checkpoint"])
     stack = gate.promoted_stack(storage, sweep.name)
-    promote, reason, live_test = gate.judge(
-        candidate_test, stack[-1] if stack else None, mode=sweep.mode,
-        tolerance=sweep.serve.gate.tolerance,
-    )
+    live = stack[-1] if stack else None
+    if live is not None and live["checkpoint_sha256"] == sha256:
+        candidate_test, verdict, reason, live_test = (
+            live["test_metric"], "unchanged", "this checkpoint is already the live model",
+            live["test_metric"],
+        )
+    else:
+        candidate_test = test_metric(sweep, best["checkpoint"])
+        promote, reason, live_test = gate.judge(
+            candidate_test, live, mode=sweep.mode, tolerance=sweep.serve.gate.tolerance
+        )
+        verdict = "promoted" if promote else "rejected"
     decision = gate.Decision(
-        name=sweep.name, decision="promoted" if promote else "rejected", reason=reason,
+        name=sweep.name, decision=verdict, reason=reason,
         metric=sweep.metric, mode=sweep.mode, run_dir=str(run_dir), trial_id=best["trial_id"],
-        checkpoint=best["checkpoint"], checkpoint_sha256=checkpoint_sha256(best["checkpoint"]),
+        checkpoint=best["checkpoint"], checkpoint_sha256=sha256,
         validation_metric=best["metric"], test_metric=candidate_test, config=best["config"],
         live_test_metric=live_test, tolerance=sweep.serve.gate.tolerance,
     )

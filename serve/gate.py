@@ -1,8 +1,8 @@
 """The promotion gate and its ledger, `<storage>/promotions.jsonl`.
 
-Each line is one decision about a sweep name: a candidate `promoted` or `rejected`, or a
-`rollback`. Replaying the lines gives the stack of promoted models: `promoted` pushes,
-`rollback` pops, and the top is the live model.
+Each line is one decision about a sweep name: a candidate `promoted` or `rejected`, the live
+model redeployed `unchanged`, or a `rollback`. Replaying the lines gives the stack of promoted
+models: `promoted` pushes, `rollback` pops, and the top is the live model.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ LEDGER = "promotions.jsonl"
 @dataclass
 class Decision:
     name: str
-    decision: str  # promoted | rejected | rollback
+    decision: str  # promoted | rejected | unchanged | rollback
     reason: str
     metric: str
     mode: str

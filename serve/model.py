@@ -34,8 +34,10 @@ class TextClassifier:
     """A `save_pretrained` classification checkpoint, ready for inference."""
 
     def __init__(self, checkpoint: str, *, device: str | None = None, threads: int | None = None):
+        import transformers
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        transformers.utils.logging.disable_progress_bar()
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -13,15 +13,15 @@ from serve import deploy
 from tests.helpers import tiny_sweep
 
 
-def serving_sweep(tiny_model: str, storage: Path, port: int, name: str = "served"):
+def serving_sweep(tiny_model: str, storage: Path, port: int, search_seed: int = 0):
     return parse_sweep(tiny_sweep(
-        tiny_model, storage, name=name, metric="accuracy",
+        tiny_model, storage, name="served", metric="accuracy",
         data={"train": "${HPO_DATA}/sst2/train.csv",
               "validation": "${HPO_DATA}/sst2/validation.csv",
               "test": "${HPO_DATA}/sst2/test.csv", "text": "sentence",
               "label_names": ["negative", "positive"], "max_train_samples": 128,
               "max_eval_samples": 64},
-        search={"algorithm": "random", "num_samples": 1},
+        search={"algorithm": "random", "num_samples": 1, "seed": search_seed},
         serve={"port": port, "max_batch": 8, "max_text_chars": 2000, "max_batch_size": 16,
                "batch_wait_timeout_s": 0.05, "explain_steps": 8},
     ))

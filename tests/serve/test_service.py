@@ -169,26 +169,29 @@ def test_gate_rejects_worse_promotes_better_and_rolls_back(
         return requests.get(service["url"] + "/info", timeout=10,
                             headers={"X-API-Key": service["key"]}).json()
 
-    def deploy_with(test_value: float):
-        summary = run_sweep(serving_sweep(tiny_model, storage, serve_port))
+    def deploy_with(test_value: float, search_seed: int):
+        summary = run_sweep(serving_sweep(tiny_model, storage, serve_port, search_seed))
         monkeypatch.setattr(deploy, "test_metric", lambda sweep, checkpoint: test_value)
         return deploy.deploy_run(Path(summary["run_dir"])), summary
 
-    worse, _ = deploy_with(live_metric - 0.2)
+    worse, _ = deploy_with(live_metric - 0.2, search_seed=1)
     assert worse.decision.decision == "rejected"
     assert "worse than the live model's" in worse.decision.reason
     assert info()["trial_id"] == first_trial  # the live model stays
 
-    better, better_summary = deploy_with(live_metric + 0.1)
+    better, better_summary = deploy_with(live_metric + 0.1, search_seed=2)
     assert better.decision.decision == "promoted"
     assert info()["trial_id"] == better_summary["best"]["trial_id"]
 
     rolled = deploy.rollback(storage, "served", serving_sweep(tiny_model, storage, serve_port).serve)
     assert rolled.decision.decision == "rollback"
     assert info()["trial_id"] == first_trial
+
+    again = deploy.deploy_run(Path(service["summary"]["run_dir"]))  # the live model itself
+    assert again.decision.decision == "unchanged"
     decisions = [json.loads(line)["decision"]
                  for line in (storage / "promotions.jsonl").read_text().splitlines()]
-    assert decisions == ["promoted", "rejected", "promoted", "rollback"]
+    assert decisions == ["promoted", "rejected", "promoted", "rollback", "unchanged"]
 
 
 def test_test_metric_matches_a_manual_evaluation(
