@@ -87,11 +87,9 @@ def run(
     from search.runner import run_sweep
     from search.sweep import load_sweep
 
-    loaded = load_sweep(sweep, set_ or [])
-    summary = run_sweep(loaded, address=address, console=console, verbose=verbose)
-    _print_best(summary)
-    if loaded.serve.enabled and not no_serve:
-        _serve(Path(summary["run_dir"]), keep_serving=keep_serving, detach=detach)
+    summary = run_sweep(load_sweep(sweep, set_ or []), address=address, console=console,
+                        verbose=verbose)
+    _best_then_serve(summary, no_serve=no_serve, keep_serving=keep_serving, detach=detach)
 
 
 @app.command()
@@ -104,12 +102,10 @@ def resume(
     verbose: VerboseOption = False,
 ) -> None:
     """Continue an interrupted sweep from its run dir (then deploy, as `hpo run`)."""
-    from search.runner import load_run_sweep, resume_sweep
+    from search.runner import resume_sweep
 
     summary = resume_sweep(run_dir, address=address, console=console, verbose=verbose)
-    _print_best(summary)
-    if load_run_sweep(run_dir).serve.enabled and not no_serve:
-        _serve(run_dir, keep_serving=keep_serving, detach=detach)
+    _best_then_serve(summary, no_serve=no_serve, keep_serving=keep_serving, detach=detach)
 
 
 @app.command("serve")
@@ -270,6 +266,16 @@ def _serve(run_dir: Path, *, keep_serving: bool, detach: bool) -> None:
     console.print(f"gate: [{colour}]{decision.decision}[/]: {decision.reason}")
     _announce(deployment, load_run_sweep(run_dir).serve.smoke_test)
     _wait(keep_serving and not detach)
+
+
+def _best_then_serve(summary: dict, *, no_serve: bool, keep_serving: bool, detach: bool) -> None:
+    """The end of `hpo run` and `hpo resume`: the best trial, then (by default) its deployment."""
+    from search.runner import load_run_sweep
+
+    _print_best(summary)
+    run_dir = Path(summary["run_dir"])
+    if load_run_sweep(run_dir).serve.enabled and not no_serve:
+        _serve(run_dir, keep_serving=keep_serving, detach=detach)
 
 
 def _print_best(summary: dict) -> None:
