@@ -130,7 +130,9 @@ def test_hyperband_halves_its_second_bracket(tiny_model: str, tmp_path: Path) ->
 
 def test_median_rule_stops_trials_worse_than_the_median(tiny_model: str, tmp_path: Path) -> None:
     """Two sane learning rates, then four that blow the loss up: once two trials have results,
-    the rule stops each diverging one at its first evaluation after the grace period."""
+    the rule stops diverging ones long before their last evaluation. (Which evaluation depends
+    on the median of the other trials at that moment, diverging ones included, so a trial whose
+    loss dips below that median may survive one more report.)"""
     space = {"learning_rate": {"grid": [1e-4, 2e-4, 0.3, 0.4, 0.5, 0.6]}}
     summary = run_sweep(scheduler_sweep(
         tiny_model, tmp_path,
@@ -140,7 +142,8 @@ def test_median_rule_stops_trials_worse_than_the_median(tiny_model: str, tmp_pat
     stopped = table[table.state == "stopped_early"]
     assert len(stopped) >= 2
     assert (stopped["config.learning_rate"] >= 0.3).all()
-    assert (stopped.reports == 1).all()
+    assert (stopped.reports <= 2).all()
+    assert (table[table["config.learning_rate"] < 1e-3].reports == 4).all()
     assert (table[table["config.learning_rate"] < 1e-3].state == "completed").all()
 
 
