@@ -176,6 +176,99 @@ def query(
 
 
 @app.command()
+def compare(
+    sweep: SweepArg,
+    algorithms: Annotated[Optional[str], typer.Option(
+        help="Comma-separated: grid,random,tpe,hyperopt,gp (default: compare.algorithms).")] = None,
+    schedulers: Annotated[Optional[str], typer.Option(
+        help="Comma-separated: fifo,asha,hyperband,successive_halving,median.")] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="Seeds per algorithm and scheduler.")] = None,
+    budget: Annotated[Optional[str], typer.Option(
+        help="Training samples per arm (20000) or epochs ('6 epochs').")] = None,
+    set_: SetOption = None,
+    address: AddressOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Run every algorithm x scheduler x seed under the same budget; report and TensorBoard."""
+    from search.compare import run_comparison
+    from search.sweep import load_sweep
+
+    options = {"algorithms": algorithms, "schedulers": schedulers, "seeds": seeds,
+               "budget": budget}
+    overrides = [*(set_ or [])]
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key in ("algorithms", "schedulers"):
+            value = "[" + ",".join(part.strip() for part in value.split(",")) + "]"
+        overrides.append(f"compare.{key}={value}")
+    compare_dir = run_comparison(load_sweep(sweep, overrides), address=address, console=console,
+                                 verbose=verbose)
+    _print_comparison(compare_dir)
+
+
+@app.command()
+def report(
+    directory: Annotated[Path, typer.Argument(help="A run dir, or a comparison dir.")],
+) -> None:
+    """Write report.md and its plots for a finished sweep (or redo a comparison's)."""
+    from search.compare import PLAN
+    from search.report import write_comparison_report, write_run_report
+
+    if (directory / PLAN).is_file():
+        write_comparison_report(directory)
+        _print_comparison(directory)
+    else:
+        console.print(f"report: {write_run_report(directory)}")
+
+
+@app.command()
+def tensorboard(
+    directory: Annotated[Path, typer.Argument(help="A run dir or a comparison dir.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free one).")] = 6006,
+) -> None:
+    """Start TensorBoard on the logs of a run or comparison and print its URL."""
+    import time
+
+    from search.tensorboard import find_logdir, launch_tensorboard
+
+    logdir = find_logdir(directory)
+    url = launch_tensorboard(logdir, host, port)
+    console.print(f"TensorBoard on {logdir}: {url}  (Ctrl-C to stop)", markup=False)
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        console.print("stopped TensorBoard")
+
+
+def _print_comparison(compare_dir: Path) -> None:
+    from rich.table import Table
+
+    from search.report import COMPARISON, REPORT
+
+    comparison = json.loads((compare_dir / COMPARISON).read_text())
+    metric = comparison["metric"]
+    grid = Table(title=f"{comparison['name']}: best {metric}, {comparison['budget_samples']:,} "
+                 f"training samples per arm")
+    for column in ("scheduler", "algorithm", f"best {metric} (mean ± std)", "seeds", "mean rank",
+                   "samples to target", "trials", "wall s"):
+        grid.add_column(column)
+    for row in comparison["rows"]:
+        to_target = ("not reached" if row["samples_to_target"] is None else
+                     f"{row['samples_to_target']:,.0f} ({row['reached']}/{len(row['finals'])})")
+        grid.add_row(row["scheduler"], row["algorithm"], f"{row['mean']:.4f} ± {row['std']:.4f}",
+                     str(len(row["finals"])), f"{row['mean_rank']:.2f}", to_target,
+                     f"{row['trials']:.1f}", f"{row['wall_s']:.0f}")
+    console.print(grid)
+    for text in comparison["verdicts"].values():
+        console.print(text)
+    console.print(f"target: {comparison['target']:.4f}\nreport: {compare_dir / REPORT}\n"
+                  f"TensorBoard: hpo tensorboard {compare_dir}")
+
+
+@app.command()
 def best(run_dir: RunDirArg, json_: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Print the best trial of a finished sweep."""
     from search.results import read_summary

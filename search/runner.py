@@ -10,13 +10,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from search.algorithms import SearchSettings
+from search.compute import SampleBudget
+from search.tensorboard import TENSORBOARD, TensorBoardLogger
 from search.results import (
     TRIALS,
     build_summary,
@@ -36,6 +38,18 @@ from trainables.models import check_model, hub_reachable, resolve_model
 
 SWEEP_COPY = "sweep.yaml"
 """The resolved sweep file, saved in the run dir: what `hpo resume` and `hpo status` read."""
+
+
+@dataclass(frozen=True)
+class TensorBoardLayout:
+    """Where a run writes its TensorBoard data (see search/tensorboard.py): a sweep has its own
+    log dir; the arms of a comparison share one and label their runs."""
+
+    logdir: Path
+    curve_run: str = "search"
+    section: str = "search"
+    trial_path: str = ""
+    labels: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -148,7 +162,9 @@ def make_job(sweep: Sweep, prepared: Prepared, run_dir: Path, embedded: bool) ->
     )
 
 
-def _tune_configs(sweep: Sweep, job: TrainJob):
+def _tune_configs(
+    sweep: Sweep, job: TrainJob, layout: TensorBoardLayout, sample_budget: SampleBudget | None
+):
     from ray import tune
 
     from search.progress import ConsoleProgress
@@ -180,8 +196,14 @@ def _tune_configs(sweep: Sweep, job: TrainJob):
             checkpoint_score_order=sweep.mode,
         ),
         callbacks=[
-            ConsoleProgress(metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs)
+            ConsoleProgress(metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs),
+            TensorBoardLogger(
+                logdir=layout.logdir, run_dir=Path(job.run_dir), metric=sweep.metric,
+                mode=sweep.mode, curve_run=layout.curve_run, section=layout.section,
+                trial_path=layout.trial_path, labels=layout.labels,
+            ),
         ],
+        stop=sample_budget,
         verbose=0,
     )
     return tune_config, run_config
@@ -197,12 +219,16 @@ def new_run_dir(sweep: Sweep) -> Path:
     return run_dir
 
 
-def _interrupted(sweep: Sweep, run_dir: Path, analysis, wall_s: float) -> bool:
+def _interrupted(
+    sweep: Sweep, run_dir: Path, analysis, wall_s: float, budget: SampleBudget | None
+) -> bool:
     """Whether Tune's fit returned because of Ctrl-C. Tune returns normally then; what tells is
     its last snapshot on disk (trials still RUNNING or PENDING, while in memory they are already
     stopped), or trials that the search never started although time was left."""
     from ray.tune import ExperimentAnalysis
 
+    if budget is not None and budget.stop_all():
+        return False
     if any(t.status in ("RUNNING", "PENDING") for t in ExperimentAnalysis(str(run_dir)).trials):
         return True
     budget = sweep.search.time_budget_s
@@ -211,12 +237,13 @@ def _interrupted(sweep: Sweep, run_dir: Path, analysis, wall_s: float) -> bool:
 
 
 def _finish(
-    sweep: Sweep, run_dir: Path, prepared: Prepared, job: TrainJob, analysis, wall_s: float
+    sweep: Sweep, run_dir: Path, prepared: Prepared, job: TrainJob, analysis, wall_s: float,
+    budget: SampleBudget | None,
 ) -> dict[str, Any]:
     """Writes trials.csv, and summary.json once every trial has ended."""
     import ray
 
-    if _interrupted(sweep, run_dir, analysis, wall_s):
+    if _interrupted(sweep, run_dir, analysis, wall_s, budget):
         records = load_records(
             run_dir, metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs,
             sweep_over=False,
@@ -249,13 +276,17 @@ def _finish(
             "threads_per_worker": job.threads,
             "use_gpu": job.use_gpu,
             "ray_version": ray.__version__,
+            "budget_samples": None if budget is None else budget.samples,
         },
     )
     write_results(run_dir, records, summary)
     return summary
 
 
-def _fit(sweep: Sweep, run_dir: Path, prepared: Prepared, job: TrainJob, resume: bool) -> dict[str, Any]:
+def _fit(
+    sweep: Sweep, run_dir: Path, prepared: Prepared, job: TrainJob, *, resume: bool,
+    layout: TensorBoardLayout | None = None, budget_samples: int | None = None,
+) -> dict[str, Any]:
     from ray import tune
 
     from trainables.trainable import make_trainable
@@ -263,10 +294,12 @@ def _fit(sweep: Sweep, run_dir: Path, prepared: Prepared, job: TrainJob, resume:
     _quiet_tune_output()
     trainable = make_trainable(job, prepared.data)
     started = time.perf_counter()
+    budget = None if budget_samples is None else SampleBudget(budget_samples)
     if resume:
         tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_errored=True)
     else:
-        tune_config, run_config = _tune_configs(sweep, job)
+        layout = layout or TensorBoardLayout(run_dir / TENSORBOARD)
+        tune_config, run_config = _tune_configs(sweep, job, layout, budget)
         tuner = tune.Tuner(
             trainable,
             param_space=to_tune_space(sweep.space, grid_choices=sweep.algorithm.choices_as_grid),
@@ -277,7 +310,9 @@ def _fit(sweep: Sweep, run_dir: Path, prepared: Prepared, job: TrainJob, resume:
     # The analysis Tune holds in memory has every trial's final status; its last snapshot on
     # disk can lag behind (a trial Hyperband paused at its last rung still shows PAUSED).
     analysis = results._experiment_analysis
-    return _finish(sweep, run_dir, prepared, job, analysis, time.perf_counter() - started)
+    return _finish(
+        sweep, run_dir, prepared, job, analysis, time.perf_counter() - started, budget
+    )
 
 
 def run_sweep(
@@ -287,8 +322,16 @@ def run_sweep(
     """Runs a sweep to the end; returns its summary (also in `<run_dir>/summary.json`)."""
     console = console or Console()
     prepared = prepare(sweep)
-    run_dir = new_run_dir(sweep)
     embedded = connect_ray(sweep, address, verbose)
+    return run_prepared(sweep, prepared, new_run_dir(sweep), embedded=embedded, console=console)
+
+
+def run_prepared(
+    sweep: Sweep, prepared: Prepared, run_dir: Path, *, embedded: bool, console: Console,
+    layout: TensorBoardLayout | None = None, budget_samples: int | None = None,
+) -> dict[str, Any]:
+    """Runs a sweep whose data is tokenized, on a connected Ray, in a new run dir; a comparison
+    runs each of its arms this way, with a shared TensorBoard layout and a sample budget."""
     job = make_job(sweep, prepared, run_dir, embedded)
     run_dir.mkdir(parents=True)
     (run_dir / SWEEP_COPY).write_text(sweep_to_yaml(sweep))
@@ -298,7 +341,9 @@ def run_sweep(
         f"{job.launcher} with {sweep.train.workers} worker(s) x {job.threads} thread(s)"
         f"{' on GPU' if job.use_gpu else ''}\nrun dir: {run_dir}"
     )
-    return _fit(sweep, run_dir, prepared, job, resume=False)
+    return _fit(
+        sweep, run_dir, prepared, job, resume=False, layout=layout, budget_samples=budget_samples
+    )
 
 
 def resume_sweep(

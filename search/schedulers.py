@@ -117,6 +117,19 @@ class SuccessiveHalvingConfig(_HalvingScheduler):
             num_trials=budget.num_trials,
         )
 
+    def trials_within(self, reports: float, budget: Budget) -> int:
+        """How many trials one bracket can start so that it trains about `reports` reports in
+        all: trial k of n reaches rung j with n / reduction_factor**j others, and trains the
+        reports between rungs once (it resumes from its checkpoint)."""
+        rungs = _rungs(
+            budget.reports(self.max_epochs), self.grace_reports(budget), self.reduction_factor
+        )
+        per_trial = sum(
+            (rung - previous) / self.reduction_factor**j
+            for j, (previous, rung) in enumerate(zip([0, *rungs], rungs))
+        )
+        return max(math.ceil(self.reduction_factor), math.floor(reports / per_trial))
+
 
 class MedianConfig(_Scheduler):
     """Median stopping rule (Golovin et al. 2017): stops a trial whose best result is worse than
@@ -145,7 +158,25 @@ SchedulerConfig = Annotated[
     Union[FifoConfig, AshaConfig, HyperbandConfig, SuccessiveHalvingConfig, MedianConfig],
     Field(discriminator="name"),
 ]
-SCHEDULER_NAMES = ("fifo", "asha", "hyperband", "successive_halving", "median")
+SCHEDULER_CLASSES: dict[str, type[_Scheduler]] = {
+    "fifo": FifoConfig,
+    "asha": AshaConfig,
+    "hyperband": HyperbandConfig,
+    "successive_halving": SuccessiveHalvingConfig,
+    "median": MedianConfig,
+}
+SCHEDULER_NAMES = tuple(SCHEDULER_CLASSES)
+
+
+def _halvings(max_t: int, grace_period: int, reduction_factor: float) -> int:
+    """Enough halvings that the last rung is max_t (Ray caps each rung at max_t)."""
+    return max(0, math.ceil(math.log(max_t / grace_period, reduction_factor) - 1e-9))
+
+
+def _rungs(max_t: int, grace_period: int, reduction_factor: float) -> list[float]:
+    """The reports at which synchronous successive halving decides, the last one max_t."""
+    halvings = _halvings(max_t, grace_period, reduction_factor)
+    return [min(max_t, grace_period * reduction_factor**j) for j in range(halvings + 1)]
 
 
 def _successive_halving(
@@ -159,8 +190,7 @@ def _successive_halving(
     from ray.tune.schedulers import HyperBandScheduler
     from ray.tune.schedulers.hyperband import _Bracket
 
-    # Enough halvings that the last rung is max_t (Ray caps each rung at max_t).
-    halvings = max(0, math.ceil(math.log(max_t / grace_period, reduction_factor) - 1e-9))
+    halvings = _halvings(max_t, grace_period, reduction_factor)
 
     class SynchronousSuccessiveHalving(HyperBandScheduler):
         def _create_bracket(self, s: int) -> _Bracket:

@@ -152,3 +152,49 @@ def to_tune_space(space: dict[str, Dimension], *, grid_choices: bool = False) ->
         raise AssertionError(f"unhandled kind {dim.kind}")
 
     return {name: translate(dim) for name, dim in space.items()}
+
+
+def as_grid(space: dict[str, Dimension], points: int) -> dict[str, Dimension]:
+    """The space as a grid, for grid search next to the other algorithms in `hpo compare`:
+    ranges become `points` evenly spaced values (log-spaced for loguniform), choices a grid."""
+    import numpy as np
+
+    def discretise(dim: Dimension) -> Dimension:
+        match dim.kind:
+            case "constant" | "grid":
+                return dim
+            case "choice":
+                return Dimension("grid", dim.args)
+            case "loguniform":
+                values = np.geomspace(dim.args[0], dim.args[1], points)
+            case "uniform":
+                values = np.linspace(dim.args[0], dim.args[1], points)
+            case "quniform":
+                low, high, step = dim.args
+                values = np.round(np.linspace(low, high, points) / step) * step
+            case "randint":
+                values = np.round(np.linspace(dim.args[0], dim.args[1], points)).astype(int)
+        return Dimension("grid", tuple(dict.fromkeys(v.item() for v in values)))
+
+    return {name: discretise(dim) for name, dim in space.items()}
+
+
+def to_optuna_distributions(space: dict[str, Dimension]) -> dict[str, Any]:
+    """The searched dimensions as Optuna distributions (for importance analysis of trials)."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    def translate(dim: Dimension) -> Any:
+        match dim.kind:
+            case "uniform" | "quniform":
+                return FloatDistribution(dim.args[0], dim.args[1])
+            case "loguniform":
+                return FloatDistribution(dim.args[0], dim.args[1], log=True)
+            case "randint":
+                return IntDistribution(dim.args[0], dim.args[1])
+        return CategoricalDistribution(list(dim.args))
+
+    return {name: translate(dim) for name, dim in space.items() if dim.is_searched}

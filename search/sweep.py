@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from search.algorithms import ALGORITHMS, Algorithm
 from search.schedulers import SCHEDULER_NAMES, FifoConfig, SchedulerConfig
@@ -25,6 +25,8 @@ DEFAULT_ENV = {"HPO_DATA": "../shared/data"}
 
 AlgorithmName = Literal[tuple(ALGORITHMS)]  # type: ignore[valid-type]
 MetricName = Literal[tuple(METRICS)]  # type: ignore[valid-type]
+SchedulerName = Literal[SCHEDULER_NAMES]  # type: ignore[valid-type]
+_EPOCHS = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*epochs?\s*$")
 
 
 class SearchConfig(StrictModel):
@@ -57,6 +59,57 @@ class SearchConfig(StrictModel):
         return max(2, self.trials_requested() // 4)
 
 
+class CompareConfig(StrictModel):
+    """`hpo compare`: every algorithm x scheduler x seed on the same model, data, space and
+    training budget."""
+
+    algorithms: list[AlgorithmName] = Field(
+        default_factory=lambda: list(ALGORITHMS), min_length=1, description="Algorithms to compare."
+    )
+    schedulers: list[SchedulerName] | None = Field(
+        default=None,
+        min_length=1,
+        description="Schedulers to compare; default: the sweep's own. A scheduler named in "
+        "`scheduler:` keeps its settings there; the others take their defaults.",
+    )
+    seeds: int = Field(
+        default=3,
+        ge=1,
+        description="Repetitions of each algorithm and scheduler; seed k seeds the search "
+        "and the training (classifier head, data order) unless `space` searches the seed.",
+    )
+    budget: int | str | None = Field(
+        default=None,
+        description="Training samples per arm (20000), or epochs of the training set "
+        "('6 epochs'). Default: what the sweep's own search trains without early stopping, "
+        "num_samples x max_epochs epochs.",
+    )
+    target: float | None = Field(
+        default=None,
+        description="Metric value for 'compute to reach the target'; default: the worst arm's "
+        "final best, a value every arm reached.",
+    )
+    grid_points: int = Field(
+        default=3, ge=2, description="Values per range when grid search runs next to the others."
+    )
+
+    @field_validator("budget")
+    @classmethod
+    def _budget_form(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value <= 0:
+            raise ValueError("give a positive number of training samples")
+        if isinstance(value, str) and (not _EPOCHS.match(value) or float(_EPOCHS.match(value)[1]) <= 0):
+            raise ValueError(f"write a number of samples (20000) or epochs ('6 epochs'), not {value!r}")
+        return value
+
+    def budget_samples(self, train_examples: int, default_epochs: float) -> int:
+        """The budget in training samples, for a training split of `train_examples`."""
+        if isinstance(self.budget, int):
+            return self.budget
+        epochs = default_epochs if self.budget is None else float(_EPOCHS.match(self.budget)[1])
+        return max(1, round(epochs * train_examples))
+
+
 class Sweep(StrictModel):
     """One hyperparameter sweep: a model, a dataset, a search space and how to search it."""
 
@@ -74,6 +127,7 @@ class Sweep(StrictModel):
     )
     train: TrainConfig = TrainConfig()
     serve: ServeConfig = ServeConfig()
+    compare: CompareConfig = CompareConfig()
     storage: str = Field(default="./runs", description="Where run dirs are written.")
 
     @model_validator(mode="after")

@@ -1,11 +1,27 @@
-"""Helpers for building sweep files in tests."""
+"""Helpers for tests: sweep files, and the headless Chromium that web pages are tested in."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def chromium() -> str:
+    """Debian's chromium, which playwright drives (no browser download)."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail("Chromium is not installed (Debian: apt-get install chromium); .ci/run "
+                    "installs it")
+    return path
 
 
 def tiny_sweep(tiny_model: str, storage: Path, **sections: Any) -> dict[str, Any]:

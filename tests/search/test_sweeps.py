@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from search.results import SUMMARY, TRIALS
+from search.results import TRIALS
 from search.runner import run_sweep
 from search.sweep import parse_sweep
 from tests.helpers import tiny_sweep

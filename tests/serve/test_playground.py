@@ -4,24 +4,8 @@ the README shows docs/playground.png, taken from a served quickstart model)."""
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
-
 from tests.conftest import REPO
-
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-
-def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.fail("Chromium is not installed (Debian: apt-get install chromium); .ci/run "
-                    "installs it")
-    return path
+from tests.helpers import CHROMIUM_ARGS, chromium
 
 
 def test_playground_predicts_and_highlights_tokens(service) -> None:

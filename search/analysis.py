@@ -1,0 +1,213 @@
+"""The numbers of a comparison: best-so-far curves on a common axis, the final best of every
+algorithm over seeds, compute to reach a target, ranks, whether the winner's lead exceeds the
+seed-to-seed spread, and hyperparameter importance. No files and no plots here (see report.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search.compute import CURVE, CurvePoint, read_curve, within_budget
+from search.results import SUMMARY
+
+
+@dataclass
+class ArmResult:
+    """One finished arm: its best-so-far curve (cut at the budget) and its trials."""
+
+    algorithm: str
+    scheduler: str
+    seed: int
+    curve: list[CurvePoint]
+    wall_s: float
+    trials: list[dict[str, Any]]
+
+    @property
+    def final_best(self) -> float | None:
+        return self.curve[-1].best if self.curve else None
+
+    @property
+    def samples_used(self) -> int:
+        return self.curve[-1].samples if self.curve else 0
+
+
+def load_arms(compare_dir: Path, plan: dict[str, Any]) -> list[ArmResult]:
+    """Every arm of the plan that finished (has a summary.json)."""
+    arms = []
+    for arm in plan["arms"]:
+        run_dir = compare_dir / arm["run_dir"]
+        if not (run_dir / SUMMARY).is_file():
+            continue
+        summary = json.loads((run_dir / SUMMARY).read_text())
+        arms.append(ArmResult(
+            algorithm=arm["algorithm"],
+            scheduler=arm["scheduler"],
+            seed=arm["seed"],
+            curve=within_budget(read_curve(run_dir / CURVE), plan["budget_samples"]),
+            wall_s=summary["wall_s"],
+            trials=json.loads((run_dir / "trials.json").read_text()),
+        ))
+    return arms
+
+
+def better(a: float, b: float, mode: str) -> bool:
+    return a > b if mode == "max" else a < b
+
+
+def best_so_far_at(curve: list[CurvePoint], xs: np.ndarray, axis: str) -> np.ndarray:
+    """The best-so-far step function sampled at `xs` (NaN before the first evaluation);
+    `axis` is "samples" or "seconds"."""
+    at = np.array([getattr(p, axis) for p in curve], dtype=float)
+    best = np.array([p.best for p in curve], dtype=float)
+    index = np.searchsorted(at, xs, side="right") - 1
+    return np.where(index >= 0, best[np.clip(index, 0, None)], np.nan)
+
+
+def reach(curve: list[CurvePoint], target: float, mode: str) -> CurvePoint | None:
+    """The first point whose best so far reaches the target."""
+    for point in curve:
+        if point.best == target or better(point.best, target, mode):
+            return point
+    return None
+
+
+@dataclass
+class AlgorithmRow:
+    """One algorithm under one scheduler, over its seeds: a row of the comparison table."""
+
+    scheduler: str
+    algorithm: str
+    finals: list[float]
+    mean_rank: float
+    samples_to_target: float | None  # mean over the seeds that reached it
+    seconds_to_target: float | None
+    reached: int
+    wall_s: float
+    trials: float
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.finals))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.finals, ddof=1)) if len(self.finals) > 1 else 0.0
+
+
+def default_target(arms: list[ArmResult], mode: str) -> float:
+    """The worst arm's final best: a value that every arm reached."""
+    finals = [a.final_best for a in arms if a.final_best is not None]
+    return min(finals) if mode == "max" else max(finals)
+
+
+def _ranks(arms: list[ArmResult], mode: str) -> dict[tuple[str, str, int], float]:
+    """Rank of each arm among the algorithms with the same scheduler and seed (1 = best)."""
+    from scipy.stats import rankdata
+
+    ranks: dict[tuple[str, str, int], float] = {}
+    groups = {(a.scheduler, a.seed) for a in arms}
+    for scheduler, seed in groups:
+        group = [a for a in arms if (a.scheduler, a.seed) == (scheduler, seed) and a.curve]
+        sign = -1.0 if mode == "max" else 1.0
+        for arm, rank in zip(group, rankdata([sign * a.final_best for a in group])):
+            ranks[(arm.algorithm, scheduler, seed)] = float(rank)
+    return ranks
+
+
+def table(arms: list[ArmResult], mode: str, target: float) -> list[AlgorithmRow]:
+    """Rows ordered by scheduler, then best mean first."""
+    ranks = _ranks(arms, mode)
+    rows = []
+    for scheduler in dict.fromkeys(a.scheduler for a in arms):
+        for algorithm in dict.fromkeys(a.algorithm for a in arms if a.scheduler == scheduler):
+            mine = [a for a in arms if (a.scheduler, a.algorithm) == (scheduler, algorithm)
+                    and a.curve]
+            if not mine:
+                continue
+            reached = [p for p in (reach(a.curve, target, mode) for a in mine) if p is not None]
+            rows.append(AlgorithmRow(
+                scheduler=scheduler,
+                algorithm=algorithm,
+                finals=[a.final_best for a in mine],
+                mean_rank=float(np.mean([ranks[(algorithm, scheduler, a.seed)] for a in mine])),
+                samples_to_target=float(np.mean([p.samples for p in reached])) if reached else None,
+                seconds_to_target=float(np.mean([p.seconds for p in reached])) if reached else None,
+                reached=len(reached),
+                wall_s=float(np.mean([a.wall_s for a in mine])),
+                trials=float(np.mean([len(a.trials) for a in mine])),
+            ))
+    sign = -1 if mode == "max" else 1
+    return sorted(rows, key=lambda r: (list(dict.fromkeys(a.scheduler for a in arms))
+                                       .index(r.scheduler), sign * r.mean))
+
+
+def verdict(rows: list[AlgorithmRow], metric: str) -> str:
+    """Whether the winner under one scheduler leads the runner-up by more than seed noise:
+    the gap against the pooled seed-to-seed standard deviation, and a Welch t-test."""
+    if len(rows) < 2:
+        return f"only {rows[0].algorithm} ran under {rows[0].scheduler}; nothing to compare."
+    winner, runner_up = rows[0], rows[1]
+    gap = abs(winner.mean - runner_up.mean)
+    spread = math.sqrt(np.mean([r.std**2 for r in rows]))
+    text = (
+        f"Under {winner.scheduler}, {winner.algorithm} has the best mean {metric} "
+        f"({winner.mean:.4f}) and leads {runner_up.algorithm} by {gap:.4f}; "
+        f"the seed-to-seed standard deviation is {spread:.4f}"
+    )
+    if len(winner.finals) < 2 or len(runner_up.finals) < 2:
+        return text + ", from a single seed: run more seeds to tell."
+    from scipy.stats import ttest_ind
+
+    p_value = float(ttest_ind(winner.finals, runner_up.finals, equal_var=False).pvalue)
+    if math.isnan(p_value):  # both arms identical at every seed
+        p_value = 1.0
+    exceeds = gap > spread and p_value < 0.05
+    return text + (
+        f" (Welch t-test p = {p_value:.2f}). "
+        + ("The lead exceeds the seed spread." if exceeds else
+           "The lead does not exceed the seed spread: the difference may be noise.")
+    )
+
+
+def trials_study(trials: list[dict[str, Any]], space: dict[str, Any], mode: str):
+    """An Optuna study holding every trial (its config and best evaluation), for Optuna's
+    importance evaluators and plots. Only searched dimensions count as parameters."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    from search.space import to_optuna_distributions
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    distributions = to_optuna_distributions(space)
+    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+    for trial in trials:
+        if trial.get("best_metric") is None:
+            continue
+        params = {}
+        for name, distribution in distributions.items():
+            value = trial["config"].get(name)
+            if isinstance(distribution, CategoricalDistribution) and value not in distribution.choices:
+                break
+            params[name] = value
+        else:
+            study.add_trial(create_trial(
+                params=params, distributions=distributions, value=trial["best_metric"]
+            ))
+    return study
+
+
+def importances(study) -> dict[str, float]:
+    """fANOVA importance of each searched hyperparameter (empty below 2 trials or params)."""
+    import optuna
+
+    if len(study.trials) < 2 or not study.trials[0].params:
+        return {}
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))

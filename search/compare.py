@@ -1,0 +1,203 @@
+"""`hpo compare`: runs every algorithm x scheduler x seed ("arms") on the same model, data and
+search space under the same training budget, one after the other on one Ray, and writes one
+comparison dir:
+
+    <storage>/<name>-compare/
+        compare.json      the plan: budget, metric, and every arm with its run dir
+        arms/<arm>/       each arm is an ordinary run dir (summary.json, trials.csv, curve.csv)
+        tensorboard/      one log dir for all arms (layout in search/tensorboard.py)
+        report.md, *.png  written at the end by search/report.py
+
+Fairness comes from what the arms share: the tokenized data, the space (discretised for grid
+search), the budget in training samples, enforced by a Tune stopper, and the seeds: seed k
+seeds both the search and the training of every arm that runs with it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from search.runner import (
+    Prepared,
+    TensorBoardLayout,
+    connect_ray,
+    prepare,
+    run_prepared,
+)
+from search.schedulers import SCHEDULER_CLASSES, Budget, SuccessiveHalvingConfig
+from search.space import Dimension, as_grid
+from search.sweep import Sweep, parse_sweep, sweep_to_yaml
+from search.tensorboard import TENSORBOARD
+from trainables.errors import UserError
+
+PLAN = "compare.json"
+ARMS = "arms"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One algorithm with one scheduler and one seed."""
+
+    algorithm: str
+    scheduler: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.algorithm}-{self.scheduler}-seed{self.seed}"
+
+    @property
+    def section(self) -> str:
+        """Its TensorBoard section: the charts where the algorithms are overlaid."""
+        return f"{self.scheduler}/seed_{self.seed}"
+
+
+def plan_arms(sweep: Sweep) -> list[Arm]:
+    """Seeds outermost, so that a comparison cut short still has every algorithm at seed 0,
+    and machine noise spreads evenly over the algorithms."""
+    schedulers = sweep.compare.schedulers or [sweep.scheduler.name]
+    return [
+        Arm(algorithm, scheduler, seed)
+        for seed in range(sweep.compare.seeds)
+        for scheduler in schedulers
+        for algorithm in sweep.compare.algorithms
+    ]
+
+
+def _scheduler(sweep: Sweep, name: str) -> Any:
+    """The sweep's own scheduler when it is the one named, else that scheduler with its
+    defaults, the sweep's max_epochs and (where it has one) grace period."""
+    if name == sweep.scheduler.name:
+        return sweep.scheduler
+    cls = SCHEDULER_CLASSES[name]
+    settings: dict[str, Any] = {"name": name, "max_epochs": sweep.scheduler.max_epochs}
+    grace = getattr(sweep.scheduler, "grace_period", None)
+    if grace is not None and "grace_period" in cls.model_fields:
+        settings["grace_period"] = grace
+    return cls.model_validate(settings)
+
+
+def _num_samples(sweep: Sweep, arm: Arm, scheduler: Any, budget: int, train_examples: int) -> int:
+    """Trials an arm may start: grid runs its grid once; synchronous successive halving runs
+    one bracket sized to the budget; the others get more than the budget can ever pay for
+    (every trial costs at least one report's samples), so the budget ends them."""
+    samples_per_report = train_examples / sweep.train.evals_per_epoch
+    if arm.algorithm == "grid":
+        return 1
+    if isinstance(scheduler, SuccessiveHalvingConfig):
+        reports = budget / samples_per_report
+        return scheduler.trials_within(reports, Budget(sweep.train.evals_per_epoch, 0))
+    return math.ceil(budget / samples_per_report) + 1
+
+
+def arm_sweep(sweep: Sweep, arm: Arm, budget: int, train_examples: int, storage: Path) -> Sweep:
+    """The sweep that one arm runs; validated like a sweep file, so that an algorithm that cannot
+    search this space fails before Ray starts."""
+    space = dict(sweep.space)
+    if not space.get("seed", Dimension("constant", (0,))).is_searched:
+        space["seed"] = Dimension("constant", (arm.seed,))
+    if arm.algorithm == "grid":
+        space = as_grid(space, sweep.compare.grid_points)
+    scheduler = _scheduler(sweep, arm.scheduler)
+    full_trials = budget / (train_examples * scheduler.max_epochs)
+    search = sweep.search.model_copy(update={
+        "algorithm": arm.algorithm,
+        "seed": arm.seed,
+        "num_samples": _num_samples(sweep, arm, scheduler, budget, train_examples),
+        "n_startup_trials": sweep.search.n_startup_trials or max(2, int(full_trials) // 4),
+        "time_budget_s": None,
+    })
+    candidate = sweep.model_copy(update={
+        "name": arm.name,
+        "search": search,
+        "scheduler": scheduler,
+        "space": space,
+        "serve": sweep.serve.model_copy(update={"enabled": False}),
+        "storage": str(storage),
+    })
+    try:
+        return parse_sweep(yaml.safe_load(sweep_to_yaml(candidate)), source=f"arm {arm.name}")
+    except UserError as err:
+        details = str(err).split("\n", 1)[-1]  # without the "arm ... is invalid:" line
+        raise UserError(
+            f"compare.algorithms: {arm.algorithm} cannot run this sweep:\n{details}"
+        ) from None
+
+
+def new_compare_dir(sweep: Sweep) -> Path:
+    storage = Path(sweep.storage).expanduser().resolve()
+    compare_dir, suffix = storage / f"{sweep.name}-compare", 1
+    while compare_dir.exists():
+        suffix += 1
+        compare_dir = storage / f"{sweep.name}-compare-{suffix}"
+    return compare_dir
+
+
+def _layout(compare_dir: Path, arm: Arm) -> TensorBoardLayout:
+    return TensorBoardLayout(
+        logdir=compare_dir / TENSORBOARD,
+        curve_run=arm.algorithm,
+        section=arm.section,
+        trial_path=f"{arm.algorithm}/{arm.scheduler}/seed_{arm.seed}",
+        labels=asdict(arm),
+    )
+
+
+def _write_plan(
+    compare_dir: Path, sweep: Sweep, prepared: Prepared, budget: int, arms: list[Arm]
+) -> None:
+    plan = {
+        "name": sweep.name,
+        "model": sweep.model,
+        "metric": sweep.metric,
+        "mode": sweep.mode,
+        "budget_samples": budget,
+        "target": sweep.compare.target,
+        "train_examples": len(prepared.data.train),
+        "max_epochs": sweep.scheduler.max_epochs,
+        "arms": [{**asdict(arm), "name": arm.name, "run_dir": f"{ARMS}/{arm.name}"} for arm in arms],
+    }
+    compare_dir.mkdir(parents=True)
+    (compare_dir / PLAN).write_text(json.dumps(plan, indent=2) + "\n")
+    (compare_dir / "sweep.yaml").write_text(sweep_to_yaml(sweep))
+
+
+def run_comparison(
+    sweep: Sweep, *, address: str | None = None, console: Console | None = None,
+    verbose: bool = False,
+) -> Path:
+    """Runs every arm, then writes the report; returns the comparison dir."""
+    from search.report import write_comparison_report
+
+    console = console or Console()
+    prepared = prepare(sweep)
+    train_examples = len(prepared.data.train)
+    budget = sweep.compare.budget_samples(
+        train_examples, sweep.num_trials() * sweep.scheduler.max_epochs
+    )
+    arms = plan_arms(sweep)
+    compare_dir = new_compare_dir(sweep)
+    sweeps = {arm: arm_sweep(sweep, arm, budget, train_examples, compare_dir / ARMS) for arm in arms}
+    embedded = connect_ray(sweep, address, verbose)
+    _write_plan(compare_dir, sweep, prepared, budget, arms)
+    console.print(
+        f"[bold]compare {sweep.name}[/]: {len(arms)} arms ({', '.join(sweep.compare.algorithms)}"
+        f" x {', '.join(sorted({a.scheduler for a in arms}))} x {sweep.compare.seeds} seeds), "
+        f"{budget:,} training samples each ({budget / train_examples:.1f} epochs)\n"
+        f"comparison dir: {compare_dir}"
+    )
+    for number, arm in enumerate(arms, 1):
+        console.rule(f"arm {number}/{len(arms)}: {arm.name}")
+        run_prepared(
+            sweeps[arm], prepared, compare_dir / ARMS / arm.name, embedded=embedded,
+            console=console, layout=_layout(compare_dir, arm), budget_samples=budget,
+        )
+    write_comparison_report(compare_dir)
+    return compare_dir

@@ -1,0 +1,139 @@
+"""Training compute across a sweep, counted one way for everything that needs it: the sample
+budget of `hpo compare`, and the best-so-far curves (curve.csv, TensorBoard, reports).
+
+Compute is the number of training samples that all trials together have trained on. Every
+report of a trial carries its own running count (`samples`), which continues across a pause
+and resume from a checkpoint, so the ledger keeps the latest count per trial and sums them.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Stopper
+
+CURVE = "curve.csv"
+"""Best-so-far points of a run, one per evaluation, in the order the driver saw them."""
+
+
+class ComputeLedger:
+    """Training samples per trial, and their sum."""
+
+    def __init__(self, per_trial: dict[str, int] | None = None) -> None:
+        self.per_trial: dict[str, int] = dict(per_trial or {})
+
+    def add(self, trial_id: str, samples: int) -> int:
+        """Records a trial's running count; returns the sweep's total."""
+        self.per_trial[trial_id] = max(samples, self.per_trial.get(trial_id, 0))
+        return self.total
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_trial.values())
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One evaluation seen by the driver, with the sweep's compute and best value at that time."""
+
+    samples: int  # training samples of all trials so far
+    seconds: float  # wall time since the sweep started
+    trial_id: str
+    value: float  # this evaluation's metric
+    best: float  # the best metric of the sweep so far
+
+
+class CurveTracker:
+    """Turns the stream of trial reports into best-so-far points.
+
+    Its state survives `hpo resume` (through the Tune callback that owns it): wall time goes on
+    from where the interrupted run stopped.
+    """
+
+    def __init__(self, metric: str, mode: str) -> None:
+        self.metric, self.mode = metric, mode
+        self.ledger = ComputeLedger()
+        self.best: float | None = None
+        self._elapsed_before = 0.0
+        self._started = time.monotonic()
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+
+    @property
+    def seconds(self) -> float:
+        return self._elapsed_before + time.monotonic() - self._started
+
+    def add(self, trial_id: str, result: dict[str, Any]) -> CurvePoint | None:
+        """The point for one report, or None for a report without the metric."""
+        value = result.get(self.metric)
+        if value is None:
+            return None
+        total = self.ledger.add(trial_id, int(result.get("samples", 0)))
+        value = float(value)
+        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+            self.best = value
+        return CurvePoint(total, round(self.seconds, 3), trial_id, value, self.best)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"per_trial": self.ledger.per_trial, "best": self.best, "seconds": self.seconds}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.ledger = ComputeLedger(state["per_trial"])
+        self.best = state["best"]
+        self._elapsed_before = state["seconds"]
+        self._started = time.monotonic()
+
+
+def append_point(path: Path, point: CurvePoint) -> None:
+    columns = [f.name for f in fields(CurvePoint)]
+    new = not path.exists()
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        if new:
+            writer.writeheader()
+        writer.writerow(asdict(point))
+
+
+def read_curve(path: Path) -> list[CurvePoint]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [
+            CurvePoint(int(row["samples"]), float(row["seconds"]), row["trial_id"],
+                       float(row["value"]), float(row["best"]))
+            for row in csv.DictReader(handle)
+        ]
+
+
+def within_budget(points: list[CurvePoint], budget: int | None) -> list[CurvePoint]:
+    """The points up to the one that spent the budget: what Tune may still deliver while it
+    stops the trials after that is not part of the arm's result."""
+    if budget is None:
+        return points
+    kept = []
+    for point in points:
+        kept.append(point)
+        if point.samples >= budget:
+            break
+    return kept
+
+
+class SampleBudget(Stopper):
+    """Ends the whole experiment once its trials have trained on `samples` examples, so that
+    every arm of a comparison gets the same compute whatever its scheduler does with it."""
+
+    def __init__(self, samples: int) -> None:
+        self.samples = samples
+        self.ledger = ComputeLedger()
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        self.ledger.add(trial_id, int(result.get("samples", 0)))
+        return False
+
+    def stop_all(self) -> bool:
+        return self.ledger.total >= self.samples

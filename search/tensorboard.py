@@ -1,0 +1,193 @@
+"""TensorBoard logs of a sweep, written by a Tune callback in the driver (Ray's own TensorBoard
+logger writes one run per trial and no HParams data that the dashboard can rely on).
+
+Layout of a log dir:
+
+    <curve_run>/                     best so far against compute, tags
+                                     `<section>/best_<metric>_vs_samples` (step: training samples
+                                     of all trials) and `<section>/best_<metric>_vs_seconds`
+    trials/<trial_path>/<trial_id>/  one run per trial: `train/loss`, `train/learning_rate`,
+                                     `train/samples_per_s`, `validation/<metric>` for every metric
+                                     (step: the trial's own training samples); at its end
+                                     `final/<metric>` (its best evaluation); and HParams data: the
+                                     config plus labels such as the algorithm
+
+A single sweep uses the curve run `search` and the section `search`. `hpo compare` gives each
+algorithm its own curve run and uses the section `<scheduler>/seed_<k>`, so that every chart
+overlays the algorithms for one scheduler and seed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from search.compute import CURVE, CurvePoint, CurveTracker, append_point
+from trainables.errors import UserError
+from trainables.metrics import METRICS
+
+TENSORBOARD = "tensorboard"
+"""The log dir inside a run dir or a comparison dir."""
+TRIALS_RUN = "trials"
+TRIAL_SCALARS = {  # report key -> tag
+    "train_loss": "train/loss",
+    "learning_rate": "train/learning_rate",
+    "train_samples_per_s": "train/samples_per_s",
+    "epoch": "train/epoch",
+    **{metric: f"validation/{metric}" for metric in METRICS},
+}
+
+
+def curve_tags(section: str, metric: str) -> tuple[str, str]:
+    """The two best-so-far tags of a section: against samples, and against seconds."""
+    return f"{section}/best_{metric}_vs_samples", f"{section}/best_{metric}_vs_seconds"
+
+
+def _writer(logdir: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(logdir), flush_secs=10)
+
+
+def hparams_value(value: Any) -> float | str | bool:
+    """TensorBoard's HParams take numbers, strings and booleans."""
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _session_start(hparams: dict[str, Any], trial_id: str):
+    from tensorboard.plugins.hparams import summary_v2
+
+    values = {name: hparams_value(value) for name, value in hparams.items()}
+    return summary_v2.hparams_pb(values, trial_id=trial_id, start_time_secs=time.time())
+
+
+def _session_end(failed: bool):
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    status = api_pb2.STATUS_FAILURE if failed else api_pb2.STATUS_SUCCESS
+    content = plugin_data_pb2.HParamsPluginData(
+        version=metadata.PLUGIN_DATA_VERSION,
+        session_end_info=plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time()),
+    )
+    return Summary(value=[Summary.Value(
+        tag=metadata.SESSION_END_INFO_TAG, metadata=metadata.create_summary_metadata(content)
+    )])
+
+
+class TensorBoardLogger(Callback):
+    """Writes the TensorBoard runs above and the run's `curve.csv` (the same best-so-far points).
+
+    Tune pickles its callbacks with the experiment, so file writers are opened where they are
+    used and left out of the pickle; `get_state` carries the curve across `hpo resume`.
+    """
+
+    def __init__(
+        self, *, logdir: Path, run_dir: Path, metric: str, mode: str,
+        curve_run: str = "search", section: str = "search", trial_path: str = "",
+        labels: dict[str, Any] | None = None,
+    ) -> None:
+        self.logdir, self.run_dir = Path(logdir), Path(run_dir)
+        self.metric, self.mode = metric, mode
+        self.curve_run, self.section = curve_run, section
+        self.trial_dir = self.logdir / TRIALS_RUN / trial_path
+        self.labels = dict(labels or {})
+        self.tracker = CurveTracker(metric, mode)
+        self.trial_best: dict[str, dict[str, float]] = {}
+        self._writers: dict[str, Any] = {}  # per trial id, open until the trial ends
+        self._curve_writer = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_writers": {}, "_curve_writer": None}
+
+    def setup(self, **info: Any) -> None:
+        self.tracker.start()
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        writer = self._writers.get(trial.trial_id)
+        if writer is None:  # a trial's run begins with its first result
+            writer = self._writers[trial.trial_id] = _writer(self.trial_dir / trial.trial_id)
+            writer.file_writer.add_summary(
+                _session_start({**trial.config, **self.labels}, trial.trial_id)
+            )
+        step = int(result.get("samples", 0))
+        for key, tag in TRIAL_SCALARS.items():
+            if isinstance(result.get(key), int | float):
+                writer.add_scalar(tag, float(result[key]), step)
+        point = self.tracker.add(trial.trial_id, result)
+        if point is None:
+            return
+        self._remember_best(trial.trial_id, result)
+        self._plot(point)
+        append_point(self.run_dir / CURVE, point)
+
+    def _remember_best(self, trial_id: str, result: dict[str, Any]) -> None:
+        value, best = result[self.metric], self.trial_best.get(trial_id)
+        if best is None or (value > best[self.metric] if self.mode == "max"
+                            else value < best[self.metric]):
+            self.trial_best[trial_id] = {m: float(result[m]) for m in METRICS if m in result}
+
+    def _plot(self, point: CurvePoint) -> None:
+        by_samples, by_seconds = curve_tags(self.section, self.metric)
+        if self._curve_writer is None:
+            self._curve_writer = _writer(self.logdir / self.curve_run)
+        self._curve_writer.add_scalar(by_samples, point.best, point.samples)
+        self._curve_writer.add_scalar(by_seconds, point.best, round(point.seconds))
+
+    def _end_trial(self, trial_id: str, failed: bool = False) -> None:
+        """Final metrics and the HParams session end, for a trial that reported anything."""
+        writer = self._writers.pop(trial_id, None)
+        if writer is None:
+            return
+        for metric, value in self.trial_best.get(trial_id, {}).items():
+            writer.add_scalar(f"final/{metric}", value, 0)
+        writer.file_writer.add_summary(_session_end(failed))
+        writer.close()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        self._end_trial(trial.trial_id)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
+        self._end_trial(trial.trial_id, failed=True)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Trials still open ended with the experiment: stopped by a sample budget (Tune calls
+        no on_trial_complete then) or paused at a Hyperband rung that never resumed."""
+        for trial_id in list(self._writers):
+            self._end_trial(trial_id)
+        if self._curve_writer is not None:
+            self._curve_writer.close()
+            self._curve_writer = None
+
+    def get_state(self) -> dict[str, Any]:
+        return {"tracker": self.tracker.get_state(), "trial_best": self.trial_best}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.tracker.set_state(state["tracker"])
+        self.trial_best = state["trial_best"]
+
+
+def find_logdir(path: Path) -> Path:
+    """The log dir of a run or comparison dir, or `path` itself when it holds event files."""
+    if (path / TENSORBOARD).is_dir():
+        return path / TENSORBOARD
+    if path.is_dir() and next(path.rglob("events.out.tfevents.*"), None) is not None:
+        return path
+    raise UserError(f"{path}: no TensorBoard logs here; give a run dir or a comparison dir")
+
+
+def launch_tensorboard(logdir: Path, host: str, port: int) -> str:
+    """Starts TensorBoard in this process (in the background); returns its URL."""
+    from tensorboard import program
+
+    board = program.TensorBoard()
+    board.configure(argv=[None, "--logdir", str(logdir), "--host", host, "--port", str(port)])
+    try:
+        return board.launch()
+    except program.TensorBoardServerException as err:
+        raise UserError(f"TensorBoard cannot start on {host}:{port}: {err}") from None
