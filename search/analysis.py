@@ -149,12 +149,12 @@ def table(arms: list[ArmResult], mode: str, target: float) -> list[AlgorithmRow]
 
 def verdict(rows: list[AlgorithmRow], metric: str) -> str:
     """Whether the winner under one scheduler leads the runner-up by more than seed noise:
-    the gap against the pooled seed-to-seed standard deviation, and a Welch t-test."""
+    the gap against their pooled seed-to-seed standard deviation, and a Welch t-test."""
     if len(rows) < 2:
         return f"only {rows[0].algorithm} ran under {rows[0].scheduler}; nothing to compare."
     winner, runner_up = rows[0], rows[1]
     gap = abs(winner.mean - runner_up.mean)
-    spread = math.sqrt(np.mean([r.std**2 for r in rows]))
+    spread = math.sqrt((winner.std**2 + runner_up.std**2) / 2)  # pooled over the two
     text = (
         f"Under {winner.scheduler}, {winner.algorithm} has the best mean {metric} "
         f"({winner.mean:.4f}) and leads {runner_up.algorithm} by {gap:.4f}; "
@@ -193,7 +193,9 @@ def trials_study(trials: list[dict[str, Any]], space: dict[str, Any], mode: str)
         params = {}
         for name, distribution in distributions.items():
             value = trial["config"].get(name)
-            if isinstance(distribution, CategoricalDistribution) and value not in distribution.choices:
+            off_grid = isinstance(distribution, CategoricalDistribution) and (
+                value not in distribution.choices)
+            if off_grid:
                 break
             params[name] = value
         else:

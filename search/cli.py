@@ -21,6 +21,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+cluster_app = typer.Typer(help="A local multi-node Ray cluster, and configs for real clusters.",
+                          no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
+jobs_app = typer.Typer(help="Sweeps submitted as Ray Jobs.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
 console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -243,6 +248,145 @@ def tensorboard(
         console.print("stopped TensorBoard")
 
 
+JobsAddressOption = Annotated[
+    str,
+    typer.Option("--address", envvar="RAY_ADDRESS",
+                 help="The cluster's dashboard (Jobs API), e.g. http://HEAD:8265."),
+]
+JobIdArg = Annotated[str, typer.Argument(help="The job id that `hpo submit` printed.")]
+
+
+@app.command()
+def submit(
+    sweep: SweepArg,
+    address: JobsAddressOption,
+    set_: SetOption = None,
+    no_serve: NoServeOption = False,
+    wait: Annotated[bool, typer.Option(
+        "--wait/--no-wait", help="Stream the job's logs until it ends, or print its id.")] = True,
+) -> None:
+    """Submit a sweep to a Ray cluster as a Ray Job (the code and sweep file travel with it)."""
+    from cluster.jobs import follow, submit_sweep
+    from search.sweep import load_sweep
+
+    env = {k: os.environ[k] for k in ("HPO_DATA", "HF_HUB_OFFLINE") if k in os.environ}
+    job_id = submit_sweep(load_sweep(sweep, set_ or []), address, serve=not no_serve, env=env)
+    console.print(f"submitted job [bold]{job_id}[/] to {address}")
+    if not wait:
+        console.print(f"  follow it: hpo jobs logs {job_id} --address {address}")
+        return
+    status = follow(address, job_id, lambda text: console.out(text, end=""))
+    console.print(f"job {job_id}: [{'green' if status == 'SUCCEEDED' else 'red'}]{status}[/]")
+    if status != "SUCCEEDED":
+        raise typer.Exit(1)
+
+
+@jobs_app.command("list")
+def jobs_list(address: JobsAddressOption) -> None:
+    """The cluster's jobs: id, status, sweep."""
+    from cluster.jobs import list_jobs
+
+    for job in list_jobs(address):
+        console.print(f"{job['job_id']}  {job['status']:<10} {job['sweep'] or job['entrypoint']}")
+
+
+@jobs_app.command("status")
+def jobs_status(job_id: JobIdArg, address: JobsAddressOption) -> None:
+    """One job's status and message."""
+    from cluster.jobs import job_status
+
+    console.print_json(json.dumps(job_status(address, job_id)))
+
+
+@jobs_app.command("logs")
+def jobs_logs(
+    job_id: JobIdArg, address: JobsAddressOption,
+    follow_: Annotated[bool, typer.Option("--follow", help="Stream until the job ends.")] = False,
+) -> None:
+    """A job's logs so far (or streamed, with --follow)."""
+    from cluster.jobs import follow, job_logs
+
+    if follow_:
+        follow(address, job_id, lambda text: console.out(text, end=""))
+    else:
+        console.out(job_logs(address, job_id), end="")
+
+
+@jobs_app.command("stop")
+def jobs_stop(job_id: JobIdArg, address: JobsAddressOption) -> None:
+    """Stop a running job."""
+    from cluster.jobs import stop_job
+
+    stopped = stop_job(address, job_id)
+    console.print(f"job {job_id}: {'stopping' if stopped else 'was not running'}")
+
+
+StateOption = Annotated[
+    Path, typer.Option("--state", help="Where `up` records the nodes it started.")
+]
+
+
+@cluster_app.command("up")
+def cluster_up(
+    workers: Annotated[int, typer.Option(help="Worker nodes besides the head.")] = 2,
+    cpus_per_node: Annotated[int, typer.Option(help="Logical CPUs of each worker node.")] = 1,
+    head_cpus: Annotated[int, typer.Option(help="Logical CPUs of the head (0: no trials).")] = 0,
+    port: Annotated[Optional[int], typer.Option(help="GCS port (default: a free one).")] = None,
+    dashboard_port: Annotated[Optional[int], typer.Option(help="Dashboard/Jobs port.")] = None,
+    state: StateOption = Path("~/.hpo/local-cluster.json"),
+) -> None:
+    """Start a head and N worker nodes on this machine (`ray start`), tracked by pid."""
+    from cluster.local import cluster_up as start
+
+    cluster = start(workers, cpus_per_node=cpus_per_node, head_cpus=head_cpus, port=port,
+                    dashboard_port=dashboard_port, state_file=state)
+    console.print(
+        f"[green]up[/]: head + {workers} worker node(s), token auth on\n"
+        f"  export RAY_AUTH_MODE=token RAY_ADDRESS={cluster.address}\n  "
+        f"(hpo run SWEEP --address {cluster.address})\n  jobs and dashboard: {cluster.dashboard}"
+        f"  (hpo submit SWEEP --address {cluster.dashboard})\n  stop: hpo cluster down"
+    )
+
+
+@cluster_app.command("down")
+def cluster_down(state: StateOption = Path("~/.hpo/local-cluster.json")) -> None:
+    """Stop exactly the nodes that `hpo cluster up` started."""
+    from cluster.local import cluster_down as stop
+
+    stopped = stop(state)
+    console.print(f"stopped {len(stopped)} node(s): {', '.join(stopped) or 'none were running'}")
+
+
+@cluster_app.command("render")
+def cluster_render(
+    sweep: SweepArg,
+    target: Annotated[str, typer.Option(help="kuberay | aws | gcp")] = "kuberay",
+    image: Annotated[str, typer.Option(help="Container image with hpo installed.")] = "hpo:latest",
+    gpus_per_node: Annotated[int, typer.Option(help="GPUs of each worker node.")] = 1,
+    max_nodes: Annotated[int, typer.Option(help="Most worker nodes the autoscaler starts.")] = 8,
+    min_nodes: Annotated[int, typer.Option(help="Worker nodes kept up.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Write here instead of stdout.")] = None,
+    data_dir: Annotated[str, typer.Option(
+        help="HPO_DATA on the cluster: where its nodes see the data.")] = "/mnt/shared/data",
+    set_: SetOption = None,
+) -> None:
+    """Print the cluster config of a sweep: KubeRay manifests or a cluster-launcher YAML."""
+    from cluster.render import TARGETS, ClusterShape, render
+    from search.sweep import load_sweep
+
+    os.environ["HPO_DATA"] = data_dir  # the sweep's ${HPO_DATA} as the cluster sees it
+    if target not in TARGETS:
+        raise UserError(f"--target {target}: choose one of {', '.join(TARGETS)}")
+    shape = ClusterShape(image=image, gpus_per_node=gpus_per_node, max_nodes=max_nodes,
+                         min_nodes=min_nodes)
+    text = render(load_sweep(sweep, set_ or []), target, shape)
+    if out is None:
+        console.out(text, end="")
+    else:
+        out.write_text(text)
+        console.print(f"wrote {out}")
+
+
 def _print_comparison(compare_dir: Path) -> None:
     from rich.table import Table
 
@@ -250,22 +394,23 @@ def _print_comparison(compare_dir: Path) -> None:
 
     comparison = json.loads((compare_dir / COMPARISON).read_text())
     metric = comparison["metric"]
-    grid = Table(title=f"{comparison['name']}: best {metric}, {comparison['budget_samples']:,} "
-                 f"training samples per arm")
-    for column in ("scheduler", "algorithm", f"best {metric} (mean ± std)", "seeds", "mean rank",
+    grid = Table(title=f"{comparison['name']}: best {metric} after "
+                 f"{comparison['budget_samples']:,} training samples per arm "
+                 f"(target {comparison['target']:.4f})")
+    for column in ("scheduler", "algorithm", f"best {metric}", "± std", "seeds", "rank",
                    "samples to target", "trials", "wall s"):
-        grid.add_column(column)
+        grid.add_column(column, no_wrap=True)
     for row in comparison["rows"]:
-        to_target = ("not reached" if row["samples_to_target"] is None else
+        to_target = ("never" if row["samples_to_target"] is None else
                      f"{row['samples_to_target']:,.0f} ({row['reached']}/{len(row['finals'])})")
-        grid.add_row(row["scheduler"], row["algorithm"], f"{row['mean']:.4f} ± {row['std']:.4f}",
+        grid.add_row(row["scheduler"], row["algorithm"], f"{row['mean']:.4f}", f"{row['std']:.4f}",
                      str(len(row["finals"])), f"{row['mean_rank']:.2f}", to_target,
                      f"{row['trials']:.1f}", f"{row['wall_s']:.0f}")
-    console.print(grid)
+    wide = console if console.is_terminal else Console(width=120)  # logs: no squeezed columns
+    wide.print(grid)
     for text in comparison["verdicts"].values():
         console.print(text)
-    console.print(f"target: {comparison['target']:.4f}\nreport: {compare_dir / REPORT}\n"
-                  f"TensorBoard: hpo tensorboard {compare_dir}")
+    console.print(f"report: {compare_dir / REPORT}\nTensorBoard: hpo tensorboard {compare_dir}")
 
 
 @app.command()

@@ -36,6 +36,7 @@ from search.space import Dimension, as_grid
 from search.sweep import Sweep, parse_sweep, sweep_to_yaml
 from search.tensorboard import TENSORBOARD
 from trainables.errors import UserError
+from trainables.loop import TRAINING_STATE
 
 PLAN = "compare.json"
 ARMS = "arms"
@@ -162,11 +163,19 @@ def _write_plan(
         "target": sweep.compare.target,
         "train_examples": len(prepared.data.train),
         "max_epochs": sweep.scheduler.max_epochs,
-        "arms": [{**asdict(arm), "name": arm.name, "run_dir": f"{ARMS}/{arm.name}"} for arm in arms],
+        "arms": [{**asdict(arm), "name": arm.name, "run_dir": f"{ARMS}/{arm.name}"}
+                 for arm in arms],
     }
     compare_dir.mkdir(parents=True)
     (compare_dir / PLAN).write_text(json.dumps(plan, indent=2) + "\n")
     (compare_dir / "sweep.yaml").write_text(sweep_to_yaml(sweep))
+
+
+def _drop_training_states(run_dir: Path) -> None:
+    """An arm that has ended is never resumed, so its checkpoints keep the model and tokenizer
+    but not the optimizer state, two thirds of their size (180 of 270 MB for MiniLM)."""
+    for path in run_dir.rglob(TRAINING_STATE):
+        path.unlink()
 
 
 def run_comparison(
@@ -184,7 +193,8 @@ def run_comparison(
     )
     arms = plan_arms(sweep)
     compare_dir = new_compare_dir(sweep)
-    sweeps = {arm: arm_sweep(sweep, arm, budget, train_examples, compare_dir / ARMS) for arm in arms}
+    sweeps = {arm: arm_sweep(sweep, arm, budget, train_examples, compare_dir / ARMS)
+              for arm in arms}
     embedded = connect_ray(sweep, address, verbose)
     _write_plan(compare_dir, sweep, prepared, budget, arms)
     console.print(
@@ -199,5 +209,6 @@ def run_comparison(
             sweeps[arm], prepared, compare_dir / ARMS / arm.name, embedded=embedded,
             console=console, layout=_layout(compare_dir, arm), budget_samples=budget,
         )
+        _drop_training_states(compare_dir / ARMS / arm.name)
     write_comparison_report(compare_dir)
     return compare_dir

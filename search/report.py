@@ -182,12 +182,14 @@ def write_comparison_report(compare_dir: Path) -> dict[str, Any]:
     pictures = []
     for scheduler in schedulers:
         curves = {
-            algorithm: [a.curve for a in arms if (a.algorithm, a.scheduler) == (algorithm, scheduler)]
+            algorithm: [a.curve for a in arms
+                        if (a.algorithm, a.scheduler) == (algorithm, scheduler)]
             for algorithm in dict.fromkeys(a.algorithm for a in arms if a.scheduler == scheduler)
         }
         picture = f"curves_{scheduler}.png"
         plot_curves(curves, compare_dir / picture, metric=metric, samples_limit=budget,
-                    title=f"{plan['name']}: best {metric} so far, {scheduler} (mean ± std over seeds)")
+                    title=f"{plan['name']}: best {metric} so far, {scheduler} "
+                          "(mean ± std over seeds)")
         pictures.append(picture)
     _write_mean_curves(compare_dir / TENSORBOARD, arms, metric, budget)
 

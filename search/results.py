@@ -37,6 +37,7 @@ class TrialRecord:
     best_metrics: dict[str, float] = field(default_factory=dict)
     best_checkpoint: str | None = None
     time_s: float = 0.0
+    node: str | None = None  # the Ray node id of its last report
     error: str | None = None
 
 
@@ -100,6 +101,7 @@ def make_record(
         record.reports = len(rows)
         record.samples = int(last.get("samples", 0))
         record.time_s = float(last.get("time_total_s", 0.0))
+        record.node = last.get("node_id") if isinstance(last.get("node_id"), str) else None
     record.state = _state(status, record.epochs >= max_epochs - 1e-6, sweep_over)
     # Tune keeps the best checkpoint by score (ties go to the later one) and the latest, so the
     # trial's best is taken among the reports whose checkpoint was kept.
@@ -133,7 +135,7 @@ def write_trials_csv(records: list[TrialRecord], path: Path, metric: str) -> Non
     columns = [
         "trial_id", "state", *(f"config.{k}" for k in hyperparameters), "epochs", "reports",
         "samples", f"best_{metric}", "best_epoch", *(f"best.{m}" for m in METRICS), "time_s",
-        "checkpoint", "error",
+        "checkpoint", "node", "error",
     ]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -145,7 +147,8 @@ def write_trials_csv(records: list[TrialRecord], path: Path, metric: str) -> Non
                 "" if r.best_metric is None else r.best_metric,
                 "" if r.best_epoch is None else round(r.best_epoch, 4),
                 *(r.best_metrics.get(m, "") for m in METRICS), round(r.time_s, 1),
-                r.best_checkpoint or "", (r.error or "").splitlines()[0] if r.error else "",
+                r.best_checkpoint or "", r.node or "",
+                (r.error or "").splitlines()[0] if r.error else "",
             ])
 
 

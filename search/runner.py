@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,20 @@ def _quiet_tune_output() -> None:
         logger.addFilter(_BenignSyncRace())
 
 
+IN_JOB = "HPO_IN_RAY_JOB"
+"""Set in the runtime env of sweeps submitted as Ray Jobs."""
+
+
+def trial_env_vars() -> dict[str, str]:
+    """Environment of every trial process: quiet libraries, and the driver's data and Hub
+    settings."""
+    return {
+        "TRANSFORMERS_VERBOSITY": "error",
+        "TQDM_DISABLE": "1",
+        **{k: os.environ[k] for k in ("HF_HUB_OFFLINE", "HPO_DATA") if k in os.environ},
+    }
+
+
 def _threads_per_worker(sweep: Sweep, embedded: bool) -> int:
     if sweep.train.cpus_per_worker != "auto":
         return sweep.train.cpus_per_worker
@@ -119,12 +134,15 @@ def connect_ray(sweep: Sweep, address: str | None, verbose: bool) -> bool:
     options: dict[str, Any] = {
         "log_to_driver": verbose,
         "logging_level": logging.INFO if verbose else logging.ERROR,
-        "runtime_env": {"env_vars": {
-            "TRANSFORMERS_VERBOSITY": "error",
-            "TQDM_DISABLE": "1",
-            **{k: os.environ[k] for k in ("HF_HUB_OFFLINE", "HPO_DATA") if k in os.environ},
-        }},
     }
+    if IN_JOB in os.environ:
+        # The job's runtime env (cluster/jobs.py) already carries trial_env_vars(); Ray would
+        # not merge a second one. And Ray may unpack the job's working dir anew as trials
+        # start, which would leave this driver in a deleted directory: leave it (the sweep
+        # file is read, and the job made every path absolute).
+        os.chdir(tempfile.gettempdir())
+    else:
+        options["runtime_env"] = {"env_vars": trial_env_vars()}
     if address:
         try:
             ray.init(address=address, **options)
@@ -133,7 +151,9 @@ def connect_ray(sweep: Sweep, address: str | None, verbose: bool) -> bool:
         return False
     threads = _threads_per_worker(sweep, embedded=True)
     needed = sweep.search.max_concurrent * (sweep.train.workers * threads + 1)
-    ray.init(num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False, **options)
+    # address="local": a new embedded Ray, even where `ray start` left a cluster on this machine
+    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, needed),
+             include_dashboard=False, **options)
     return True
 
 

@@ -98,8 +98,11 @@ class CompareConfig(StrictModel):
     def _budget_form(cls, value: int | str | None) -> int | str | None:
         if isinstance(value, int) and value <= 0:
             raise ValueError("give a positive number of training samples")
-        if isinstance(value, str) and (not _EPOCHS.match(value) or float(_EPOCHS.match(value)[1]) <= 0):
-            raise ValueError(f"write a number of samples (20000) or epochs ('6 epochs'), not {value!r}")
+        epochs = _EPOCHS.match(value) if isinstance(value, str) else None
+        if isinstance(value, str) and (epochs is None or float(epochs[1]) <= 0):
+            raise ValueError(
+                f"write a number of samples (20000) or epochs ('6 epochs'), not {value!r}"
+            )
         return value
 
     def budget_samples(self, train_examples: int, default_epochs: float) -> int:

@@ -100,10 +100,10 @@ def _start_serve(settings: ServeConfig) -> None:
     serve.start(http_options={"host": settings.host, "port": settings.port})
 
 
-def _run_app(name: str, live: dict[str, Any], settings: ServeConfig, key: str) -> str:
+def _application(name: str, live: dict[str, Any], settings: ServeConfig, key: str):
+    """The Serve application of a promoted model (a `promotions.jsonl` entry)."""
     import ray
     import transformers
-    from ray import serve
 
     from serve.app import build_app
 
@@ -121,10 +121,32 @@ def _run_app(name: str, live: dict[str, Any], settings: ServeConfig, key: str) -
         "ray_version": ray.__version__,
         "transformers_version": transformers.__version__,
     }
+    return build_app(live["checkpoint"], info, key, settings)
+
+
+def _run_app(name: str, live: dict[str, Any], settings: ServeConfig, key: str) -> str:
+    from ray import serve
+
     _start_serve(settings)
-    serve.run(build_app(live["checkpoint"], info, key, settings), name=name, route_prefix="/")
+    serve.run(_application(name, live, settings, key), name=name, route_prefix="/")
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     return f"http://{host}:{settings.port}"
+
+
+def service_app(args: dict[str, str]):
+    """Application builder for Ray Serve config files and KubeRay's RayService
+    (`import_path: serve.deploy:service_app`, `args: {storage: ..., name: ...}`): the live model
+    of a sweep name, as the promotion ledger in `storage` records it."""
+    from search.runner import load_run_sweep
+
+    storage, name = Path(args["storage"]), args["name"]
+    stack = gate.promoted_stack(storage, name)
+    if not stack:
+        raise UserError(f"{name}: no promoted model in {storage}/promotions.jsonl; run "
+                        f"`hpo run` or `hpo serve` against this storage first")
+    live = stack[-1]
+    key, _ = api_key(storage)
+    return _application(name, live, load_run_sweep(Path(live["run_dir"])).serve, key)
 
 
 def deploy_run(run_dir: Path) -> Deployment:

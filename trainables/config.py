@@ -67,6 +67,17 @@ class TrainConfig(StrictModel):
         description="CPUs (and torch threads) per worker; auto shares this machine's cores "
         "between concurrent trials (1 on a cluster).",
     )
+    resources_per_worker: dict[str, float] = Field(
+        default_factory=dict,
+        description="Resources each worker holds besides its CPUs and (with use_gpu) one GPU: "
+        "{GPU: 2} for a model that needs two, or a custom resource such as "
+        "{'accelerator_type:H100': 0.01}.",
+    )
+    placement_strategy: Literal["pack", "spread"] = Field(
+        default="pack",
+        description="pack: a trial's workers on as few nodes as possible (fast all-reduce); "
+        "spread: on different nodes.",
+    )
     launcher: Literal["auto", "in_trial", "ray_train"] = Field(
         default="auto",
         description="in_trial trains inside the Tune trial's own process; ray_train starts a Ray "

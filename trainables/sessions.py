@@ -23,6 +23,13 @@ class TrialSession(Protocol):
         """Reports one evaluation; every rank calls it, rank 0 with the checkpoint folder."""
 
 
+def _node_id() -> str:
+    """The Ray node this rank runs on: trials.csv shows where each trial ran."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
 def _train_checkpoint(checkpoint_dir: str | None):
     from ray.train import Checkpoint
 
@@ -53,6 +60,7 @@ class TuneTrialSession:
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         from ray import tune
 
+        metrics = {**metrics, "node_id": _node_id()}
         tune.report(metrics, checkpoint=_tune_checkpoint(checkpoint_dir))
 
 
@@ -77,4 +85,5 @@ class RayTrainSession:
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         import ray.train
 
+        metrics = {**metrics, "node_id": _node_id()}
         ray.train.report(metrics, checkpoint=_train_checkpoint(checkpoint_dir))

@@ -41,7 +41,8 @@ def _train_with_ray_train(config: dict[str, Any], job: TrainJob, data: EncodedDa
         scaling_config=ScalingConfig(
             num_workers=job.train.workers,
             use_gpu=job.use_gpu,
-            resources_per_worker={"CPU": job.threads},
+            resources_per_worker={"CPU": job.threads, **job.train.resources_per_worker},
+            placement_strategy=job.train.placement_strategy.upper(),
         ),
         run_config=RunConfig(
             name=tune.get_context().get_trial_id(),
@@ -67,8 +68,9 @@ def make_trainable(job: TrainJob, data: EncodedData):
 
     if job.launcher == "in_trial":
         trainable = tune.with_parameters(_train_in_trial, job=job, data=data)
-        resources = {"cpu": job.threads, "gpu": 1 if job.use_gpu else 0}
+        bundle = {"CPU": job.threads, "GPU": 1 if job.use_gpu else 0,
+                  **job.train.resources_per_worker}
     else:
         trainable = tune.with_parameters(_train_with_ray_train, job=job, data=data)
-        resources = {"cpu": 0.01}
-    return tune.with_resources(trainable, resources)
+        bundle = {"CPU": 0.01}
+    return tune.with_resources(trainable, tune.PlacementGroupFactory([bundle]))

@@ -75,7 +75,8 @@ def test_an_algorithm_that_cannot_search_the_space_fails_before_ray(tmp_path: Pa
     sweep = compare_sweep(
         tmp_path, space={"learning_rate": {"grid": [1e-4, 1e-3]}},
         compare={"algorithms": ["random", "tpe"]})
-    with pytest.raises(UserError, match="(?s)compare.algorithms: tpe cannot run.*space.learning_rate: grid values"):
+    expected = "(?s)compare.algorithms: tpe cannot run.*space.learning_rate: grid values"
+    with pytest.raises(UserError, match=expected):
         arm_sweep(sweep, plan_arms(sweep)[1], BUDGET, TRAIN, tmp_path / "arms")
 
 
@@ -161,6 +162,11 @@ def test_every_arm_spends_the_same_budget(comparison: Path) -> None:
         ("fifo", "random"), ("fifo", "tpe"), ("asha", "random"), ("asha", "tpe")}
     assert all(len(r["finals"]) == 2 for r in result["rows"])
     assert set(result["verdicts"]) == {"fifo", "asha"}
+
+
+def test_ended_arms_keep_models_but_not_optimizer_states(comparison: Path) -> None:
+    assert list(comparison.rglob("model.safetensors"))
+    assert not list(comparison.rglob("training_state.pt"))
 
 
 def test_arms_with_the_same_seed_train_with_the_same_seed(comparison: Path) -> None:

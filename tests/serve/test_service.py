@@ -208,3 +208,15 @@ def test_test_metric_matches_a_manual_evaluation(
     predicted = [classifier.labels.index(p.label) for p in classifier.predict(examples.texts)]
     manual = sum(int(p == y) for p, y in zip(predicted, examples.labels)) / len(predicted)
     assert value == pytest.approx(manual)
+
+
+def test_the_rayservice_builder_builds_the_live_model(service) -> None:
+    """`serve.deploy:service_app` is what the rendered RayService imports."""
+    from ray.serve import Application
+
+    from trainables.errors import UserError
+
+    application = deploy.service_app({"storage": str(service["storage"]), "name": "served"})
+    assert isinstance(application, Application)
+    with pytest.raises(UserError, match="nobody: no promoted model"):
+        deploy.service_app({"storage": str(service["storage"]), "name": "nobody"})

@@ -1,0 +1,107 @@
+"""A real multi-node Ray cluster on this machine (`hpo cluster up`): a head without CPUs and two
+one-CPU worker nodes. A sweep driven against it spreads its trials over both workers, a sweep
+submitted as a Ray Job finishes with readable results, and `hpo cluster down` stops exactly the
+processes that `up` started."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cluster.local import LocalCluster, _alive, cluster_down, cluster_nodes, cluster_up
+from tests.conftest import REPO
+from tests.helpers import tiny_sweep, write_yaml
+
+pytestmark = pytest.mark.usefixtures("data_dir")
+
+
+def hpo(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "search.cli", *args], cwd=REPO, capture_output=True, text=True,
+        timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "token"},
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    state = tmp_path_factory.mktemp("cluster") / "state.json"
+    started = cluster_up(2, cpus_per_node=1, head_cpus=0, port=None, dashboard_port=None,
+                         state_file=state)
+    yield started, state
+    if state.exists():
+        cluster_down(state)
+    assert not any(_alive(node.pid) for node in started.nodes)
+
+
+def sweep_file(tiny_model: str, folder: Path) -> Path:
+    tree = tiny_sweep(tiny_model, folder / "runs",
+                      search={"algorithm": "random", "num_samples": 4, "max_concurrent": 2})
+    return write_yaml(folder / "sweep.yaml", tree)
+
+
+def test_trials_spread_over_the_worker_nodes(cluster, tiny_model: str, tmp_path: Path) -> None:
+    started, _ = cluster
+    nodes = cluster_nodes(started.address)
+    assert set(nodes) == {"head", "1", "2"}
+
+    result = hpo("run", str(sweep_file(tiny_model, tmp_path)), "--address", started.address,
+                 "--no-serve")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trials = pd.read_csv(tmp_path / "runs" / "tiny" / "trials.csv")
+    assert set(trials.state) == {"completed"}
+    used = set(trials.node)
+    print("trials ran on nodes:", dict(trials.node.value_counts()))
+    assert used <= {nodes["1"], nodes["2"]}  # the head has no CPUs for trials
+    assert len(used) == 2
+
+
+def test_resources_per_worker_pin_trials_to_a_node(
+    cluster, tiny_model: str, tmp_path: Path
+) -> None:
+    """A custom resource that only node 2 has: every trial runs there."""
+    started, _ = cluster
+    tree = tiny_sweep(tiny_model, tmp_path / "runs",
+                      search={"algorithm": "random", "num_samples": 2, "max_concurrent": 2},
+                      train={"evals_per_epoch": 2, "cpus_per_worker": 1,
+                             "resources_per_worker": {"hpo-node-2": 0.5}})
+    result = hpo("run", str(write_yaml(tmp_path / "sweep.yaml", tree)), "--address",
+                 started.address, "--no-serve")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trials = pd.read_csv(tmp_path / "runs" / "tiny" / "trials.csv")
+    assert set(trials.node) == {cluster_nodes(started.address)["2"]}
+
+
+def test_a_submitted_sweep_finishes_as_a_ray_job(cluster, tiny_model: str, tmp_path: Path) -> None:
+    started, _ = cluster
+    result = hpo("submit", str(sweep_file(tiny_model, tmp_path)), "--address", started.dashboard,
+                 "--no-serve")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    job_id = output.split("submitted job ", 1)[1].split()[0]
+    assert f"job {job_id}: SUCCEEDED" in output
+    summary = json.loads((tmp_path / "runs" / "tiny" / "summary.json").read_text())
+    assert summary["num_trials"] == 4 and summary["best"]["checkpoint"]
+
+    listed = hpo("jobs", "list", "--address", started.dashboard)
+    assert job_id in listed.stdout and "SUCCEEDED" in listed.stdout
+    status = hpo("jobs", "status", job_id, "--address", started.dashboard)
+    assert json.loads(status.stdout)["status"] == "SUCCEEDED"
+    print("job", job_id, json.loads(status.stdout)["status"])
+
+
+def test_cluster_down_stops_exactly_what_up_started(cluster) -> None:
+    started, state = cluster
+    assert LocalCluster.load(state) == started
+    result = hpo("cluster", "down", "--state", str(state))
+    assert result.returncode == 0, result.stderr
+    assert "stopped 3 node(s)" in result.stdout
+    assert not any(_alive(node.pid) for node in started.nodes)
+    assert not state.exists()
+    record = Path("/tmp/ray/ray_current_cluster")  # else ray.init() would join a dead cluster
+    assert not record.exists() or record.read_text().strip() != started.address
