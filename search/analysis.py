@@ -167,12 +167,14 @@ def verdict(rows: list[AlgorithmRow], metric: str) -> str:
     p_value = float(ttest_ind(winner.finals, runner_up.finals, equal_var=False).pvalue)
     if math.isnan(p_value):  # both arms identical at every seed
         p_value = 1.0
-    exceeds = gap > spread and p_value < 0.05
-    return text + (
-        f" (Welch t-test p = {p_value:.2f}). "
-        + ("The lead exceeds the seed spread." if exceeds else
-           "The lead does not exceed the seed spread: the difference may be noise.")
-    )
+    if gap <= spread:
+        judgement = "The lead does not exceed the seed spread: the difference may be noise."
+    elif p_value >= 0.05:
+        judgement = (f"The lead exceeds the spread but is not significant with "
+                     f"{min(len(winner.finals), len(runner_up.finals))} seeds: it may be noise.")
+    else:
+        judgement = "The lead exceeds the seed spread."
+    return text + f" (Welch t-test p = {p_value:.2f}). {judgement}"
 
 
 def trials_study(trials: list[dict[str, Any]], space: dict[str, Any], mode: str):

@@ -136,6 +136,13 @@ def test_a_lead_inside_seed_noise_is_called_noise() -> None:
     assert "does not exceed the seed spread" in text and "Welch" in text
 
 
+def test_a_lead_beyond_the_spread_but_not_significant_is_said_so() -> None:
+    arms = [arm("tpe", s, [v]) for s, v in enumerate([0.80, 0.86, 0.83])]
+    arms += [arm("random", s, [v]) for s, v in enumerate([0.78, 0.80, 0.79])]
+    text = verdict(table(arms, "max", 0.78), "accuracy")
+    assert "exceeds the spread but is not significant with 3 seeds" in text
+
+
 # --- one real tiny comparison --------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
