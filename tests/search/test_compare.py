@@ -94,6 +94,20 @@ def test_a_bad_budget_names_the_key(tmp_path: Path, budget) -> None:
         compare_sweep(tmp_path, compare={"budget": budget})
 
 
+def test_cli_flags_become_compare_keys_and_bad_ones_are_named(tmp_path: Path) -> None:
+    from tests.helpers import write_yaml
+
+    sweep = write_yaml(tmp_path / "sweep.yaml", tiny_sweep("unused-model", tmp_path / "runs"))
+    result = subprocess.run(
+        [sys.executable, "-m", "search.cli", "compare", str(sweep), "--algorithms", "random,sobol",
+         "--budget", "two epochs"],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 2
+    assert "compare.algorithms.1" in result.stderr and "compare.budget" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_the_budget_stops_everything_once_spent() -> None:
     stopper = SampleBudget(300)
     assert not stopper("a", {"samples": 128}) and not stopper.stop_all()
