@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from search.compute import CURVE, CurvePoint, read_curve, within_budget
-from search.results import SUMMARY
+from search.results import better, read_summary
 
 
 @dataclass
@@ -42,9 +42,9 @@ def load_arms(compare_dir: Path, plan: dict[str, Any]) -> list[ArmResult]:
     arms = []
     for arm in plan["arms"]:
         run_dir = compare_dir / arm["run_dir"]
-        if not (run_dir / SUMMARY).is_file():
+        summary = read_summary(run_dir)
+        if summary is None:
             continue
-        summary = json.loads((run_dir / SUMMARY).read_text())
         arms.append(ArmResult(
             algorithm=arm["algorithm"],
             scheduler=arm["scheduler"],
@@ -54,10 +54,6 @@ def load_arms(compare_dir: Path, plan: dict[str, Any]) -> list[ArmResult]:
             trials=json.loads((run_dir / "trials.json").read_text()),
         ))
     return arms
-
-
-def better(a: float, b: float, mode: str) -> bool:
-    return a > b if mode == "max" else a < b
 
 
 def best_so_far_at(curve: list[CurvePoint], xs: np.ndarray, axis: str) -> np.ndarray:
@@ -207,11 +203,20 @@ def trials_study(trials: list[dict[str, Any]], space: dict[str, Any], mode: str)
     return study
 
 
-def importances(study) -> dict[str, float]:
-    """fANOVA importance of each searched hyperparameter (empty below 2 trials or params)."""
+def fanova(study):
+    """Optuna's fANOVA evaluator, or None when the study has under 2 trials or no params."""
     import optuna
 
     if len(study.trials) < 2 or not study.trials[0].params:
+        return None
+    return optuna.importance.FanovaImportanceEvaluator(seed=0)
+
+
+def importances(study) -> dict[str, float]:
+    """fANOVA importance of each searched hyperparameter (empty when there is too little)."""
+    import optuna
+
+    evaluator = fanova(study)
+    if evaluator is None:
         return {}
-    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))

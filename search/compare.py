@@ -26,15 +26,15 @@ from rich.console import Console
 
 from search.runner import (
     Prepared,
-    TensorBoardLayout,
     connect_ray,
+    new_run_dir,
     prepare,
     run_prepared,
 )
 from search.schedulers import SCHEDULER_CLASSES, Budget, SuccessiveHalvingConfig
 from search.space import Dimension, as_grid
 from search.sweep import Sweep, parse_sweep, sweep_to_yaml
-from search.tensorboard import TENSORBOARD
+from search.tensorboard import TENSORBOARD, TensorBoardLayout
 from trainables.errors import UserError
 from trainables.loop import TRAINING_STATE
 
@@ -132,15 +132,6 @@ def arm_sweep(sweep: Sweep, arm: Arm, budget: int, train_examples: int, storage:
         ) from None
 
 
-def new_compare_dir(sweep: Sweep) -> Path:
-    storage = Path(sweep.storage).expanduser().resolve()
-    compare_dir, suffix = storage / f"{sweep.name}-compare", 1
-    while compare_dir.exists():
-        suffix += 1
-        compare_dir = storage / f"{sweep.name}-compare-{suffix}"
-    return compare_dir
-
-
 def _layout(compare_dir: Path, arm: Arm) -> TensorBoardLayout:
     return TensorBoardLayout(
         logdir=compare_dir / TENSORBOARD,
@@ -192,7 +183,7 @@ def run_comparison(
         train_examples, sweep.num_trials() * sweep.scheduler.max_epochs
     )
     arms = plan_arms(sweep)
-    compare_dir = new_compare_dir(sweep)
+    compare_dir = new_run_dir(sweep, f"{sweep.name}-compare")
     sweeps = {arm: arm_sweep(sweep, arm, budget, train_examples, compare_dir / ARMS)
               for arm in arms}
     embedded = connect_ray(sweep, address, verbose)

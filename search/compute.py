@@ -16,6 +16,8 @@ from typing import Any
 
 from ray.tune import Stopper
 
+from search.results import better
+
 CURVE = "curve.csv"
 """Best-so-far points of a run, one per evaluation, in the order the driver saw them."""
 
@@ -75,7 +77,7 @@ class CurveTracker:
             return None
         total = self.ledger.add(trial_id, int(result.get("samples", 0)))
         value = float(value)
-        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+        if self.best is None or better(value, self.best, self.mode):
             self.best = value
         return CurvePoint(total, round(self.seconds, 3), trial_id, value, self.best)
 

@@ -17,6 +17,7 @@ from search.analysis import (
     ArmResult,
     best_so_far_at,
     default_target,
+    fanova,
     importances,
     load_arms,
     table,
@@ -85,15 +86,14 @@ def plot_curves(
 
 def plot_study(study, directory: Path) -> list[str]:
     """Optuna's importance and parallel-coordinate plots; returns the files written."""
-    import optuna
     from optuna.visualization import matplotlib as optuna_plots
 
     plt = _pyplot()
     written = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
-        if len(study.trials) >= 2 and study.trials[0].params:
-            evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        evaluator = fanova(study)
+        if evaluator is not None:
             ax = optuna_plots.plot_param_importances(study, evaluator=evaluator)
             ax.figure.savefig(directory / "importance.png", dpi=110, bbox_inches="tight")
             plt.close(ax.figure)

@@ -41,7 +41,8 @@ class TrialRecord:
     error: str | None = None
 
 
-def _better(a: float, b: float, mode: str) -> bool:
+def better(a: float, b: float, mode: str) -> bool:
+    """Whether metric value `a` beats `b` in `mode` (max or min)."""
     return a > b if mode == "max" else a < b
 
 
@@ -52,7 +53,7 @@ def best_row(rows: list[dict[str, Any]], metric: str, mode: str) -> dict[str, An
         value = row.get(metric)
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue
-        if best is None or _better(value, best[metric], mode):
+        if best is None or better(value, best[metric], mode):
             best = row
     return best
 
@@ -125,7 +126,7 @@ def best_trial(records: list[TrialRecord], mode: str) -> TrialRecord | None:
     for record in records:
         if record.best_metric is None or record.best_checkpoint is None:
             continue
-        if best is None or _better(record.best_metric, best.best_metric, mode):
+        if best is None or better(record.best_metric, best.best_metric, mode):
             best = record
     return best
 

@@ -11,7 +11,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from rich.console import Console
 
 from search.algorithms import SearchSettings
 from search.compute import SampleBudget
-from search.tensorboard import TENSORBOARD, TensorBoardLogger
+from search.tensorboard import TENSORBOARD, TensorBoardLayout, TensorBoardLogger
 from search.results import (
     TRIALS,
     build_summary,
@@ -39,18 +39,6 @@ from trainables.models import check_model, hub_reachable, resolve_model
 
 SWEEP_COPY = "sweep.yaml"
 """The resolved sweep file, saved in the run dir: what `hpo resume` and `hpo status` read."""
-
-
-@dataclass(frozen=True)
-class TensorBoardLayout:
-    """Where a run writes its TensorBoard data (see search/tensorboard.py): a sweep has its own
-    log dir; the arms of a comparison share one and label their runs."""
-
-    logdir: Path
-    curve_run: str = "search"
-    section: str = "search"
-    trial_path: str = ""
-    labels: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -218,9 +206,7 @@ def _tune_configs(
         callbacks=[
             ConsoleProgress(metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs),
             TensorBoardLogger(
-                logdir=layout.logdir, run_dir=Path(job.run_dir), metric=sweep.metric,
-                mode=sweep.mode, curve_run=layout.curve_run, section=layout.section,
-                trial_path=layout.trial_path, labels=layout.labels,
+                layout, run_dir=Path(job.run_dir), metric=sweep.metric, mode=sweep.mode
             ),
         ],
         stop=sample_budget,
@@ -229,25 +215,27 @@ def _tune_configs(
     return tune_config, run_config
 
 
-def new_run_dir(sweep: Sweep) -> Path:
-    """`<storage>/<name>`, or `<name>-2`, `-3`... when an earlier run holds that name."""
+def new_run_dir(sweep: Sweep, name: str | None = None) -> Path:
+    """`<storage>/<name>` (the sweep's name by default), or `<name>-2`, `-3`... when an earlier
+    run holds that name."""
     storage = Path(sweep.storage).expanduser().resolve()
-    run_dir, suffix = storage / sweep.name, 1
+    name = name or sweep.name
+    run_dir, suffix = storage / name, 1
     while run_dir.exists():
         suffix += 1
-        run_dir = storage / f"{sweep.name}-{suffix}"
+        run_dir = storage / f"{name}-{suffix}"
     return run_dir
 
 
 def _interrupted(
-    sweep: Sweep, run_dir: Path, analysis, wall_s: float, budget: SampleBudget | None
+    sweep: Sweep, run_dir: Path, analysis, wall_s: float, sample_budget: SampleBudget | None
 ) -> bool:
     """Whether Tune's fit returned because of Ctrl-C. Tune returns normally then; what tells is
     its last snapshot on disk (trials still RUNNING or PENDING, while in memory they are already
     stopped), or trials that the search never started although time was left."""
     from ray.tune import ExperimentAnalysis
 
-    if budget is not None and budget.stop_all():
+    if sample_budget is not None and sample_budget.stop_all():
         return False
     if any(t.status in ("RUNNING", "PENDING") for t in ExperimentAnalysis(str(run_dir)).trials):
         return True

@@ -20,12 +20,14 @@ overlays the algorithms for one scheduler and seed.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
 from search.compute import CURVE, CurvePoint, CurveTracker, append_point
+from search.results import better
 from trainables.errors import UserError
 from trainables.metrics import METRICS
 
@@ -39,6 +41,18 @@ TRIAL_SCALARS = {  # report key -> tag
     "epoch": "train/epoch",
     **{metric: f"validation/{metric}" for metric in METRICS},
 }
+
+
+@dataclass(frozen=True)
+class TensorBoardLayout:
+    """Where a run writes in a log dir: a sweep has its own log dir; the arms of a comparison
+    share one, each with its curve run, section, trial path and HParams labels."""
+
+    logdir: Path
+    curve_run: str = "search"
+    section: str = "search"
+    trial_path: str = ""
+    labels: dict[str, Any] = field(default_factory=dict)
 
 
 def curve_tags(section: str, metric: str) -> tuple[str, str]:
@@ -87,16 +101,10 @@ class TensorBoardLogger(Callback):
     used and left out of the pickle; `get_state` carries the curve across `hpo resume`.
     """
 
-    def __init__(
-        self, *, logdir: Path, run_dir: Path, metric: str, mode: str,
-        curve_run: str = "search", section: str = "search", trial_path: str = "",
-        labels: dict[str, Any] | None = None,
-    ) -> None:
-        self.logdir, self.run_dir = Path(logdir), Path(run_dir)
+    def __init__(self, layout: TensorBoardLayout, *, run_dir: Path, metric: str, mode: str) -> None:
+        self.layout, self.run_dir = layout, Path(run_dir)
         self.metric, self.mode = metric, mode
-        self.curve_run, self.section = curve_run, section
-        self.trial_dir = self.logdir / TRIALS_RUN / trial_path
-        self.labels = dict(labels or {})
+        self.trial_dir = layout.logdir / TRIALS_RUN / layout.trial_path
         self.tracker = CurveTracker(metric, mode)
         self.trial_best: dict[str, dict[str, float]] = {}
         self._writers: dict[str, Any] = {}  # per trial id, open until the trial ends
@@ -113,7 +121,7 @@ class TensorBoardLogger(Callback):
         if writer is None:  # a trial's run begins with its first result
             writer = self._writers[trial.trial_id] = _writer(self.trial_dir / trial.trial_id)
             writer.file_writer.add_summary(
-                _session_start({**trial.config, **self.labels}, trial.trial_id)
+                _session_start({**trial.config, **self.layout.labels}, trial.trial_id)
             )
         step = int(result.get("samples", 0))
         for key, tag in TRIAL_SCALARS.items():
@@ -128,14 +136,13 @@ class TensorBoardLogger(Callback):
 
     def _remember_best(self, trial_id: str, result: dict[str, Any]) -> None:
         value, best = result[self.metric], self.trial_best.get(trial_id)
-        if best is None or (value > best[self.metric] if self.mode == "max"
-                            else value < best[self.metric]):
+        if best is None or better(value, best[self.metric], self.mode):
             self.trial_best[trial_id] = {m: float(result[m]) for m in METRICS if m in result}
 
     def _plot(self, point: CurvePoint) -> None:
-        by_samples, by_seconds = curve_tags(self.section, self.metric)
+        by_samples, by_seconds = curve_tags(self.layout.section, self.metric)
         if self._curve_writer is None:
-            self._curve_writer = _writer(self.logdir / self.curve_run)
+            self._curve_writer = _writer(self.layout.logdir / self.layout.curve_run)
         self._curve_writer.add_scalar(by_samples, point.best, point.samples)
         self._curve_writer.add_scalar(by_seconds, point.best, round(point.seconds))
 
