@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from search.compute import CURVE, CurvePoint, read_curve, within_budget
-from search.results import better, read_summary
+from search.results import TRIALS_JSON, better, read_summary
+from search.storage import StorageDir
 
 
 @dataclass
@@ -37,21 +37,22 @@ class ArmResult:
         return self.curve[-1].samples if self.curve else 0
 
 
-def load_arms(compare_dir: Path, plan: dict[str, Any]) -> list[ArmResult]:
+def load_arms(compare_dir: StorageDir, plan: dict[str, Any]) -> list[ArmResult]:
     """Every arm of the plan that finished (has a summary.json)."""
     arms = []
     for arm in plan["arms"]:
-        run_dir = compare_dir / arm["run_dir"]
-        summary = read_summary(run_dir)
+        run = compare_dir.child(*arm["run_dir"].split("/"))
+        summary = read_summary(run)
         if summary is None:
             continue
+        run.pull(CURVE, TRIALS_JSON)
         arms.append(ArmResult(
             algorithm=arm["algorithm"],
             scheduler=arm["scheduler"],
             seed=arm["seed"],
-            curve=within_budget(read_curve(run_dir / CURVE), plan["budget_samples"]),
+            curve=within_budget(read_curve(run.local / CURVE), plan["budget_samples"]),
             wall_s=summary["wall_s"],
-            trials=json.loads((run_dir / "trials.json").read_text()),
+            trials=json.loads((run.local / TRIALS_JSON).read_text()),
         ))
     return arms
 

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from search.storage import StorageDir
 from trainables.errors import SweepInterrupted, UserError
 
 app = typer.Typer(
@@ -30,7 +31,9 @@ console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SweepArg = Annotated[Path, typer.Argument(help="The sweep file (YAML).")]
-RunDirArg = Annotated[Path, typer.Argument(help="A run dir: <storage>/<name>.")]
+RunDirArg = Annotated[
+    str, typer.Argument(help="A run dir: <storage>/<name>, a folder or s3://, gs:// URI.")
+]
 SetOption = Annotated[
     Optional[list[str]],
     typer.Option("--set", help="Override a key: --set search.num_samples=2 (repeatable)."),
@@ -109,7 +112,8 @@ def resume(
     """Continue an interrupted sweep from its run dir (then deploy, as `hpo run`)."""
     from search.runner import resume_sweep
 
-    summary = resume_sweep(run_dir, address=address, console=console, verbose=verbose)
+    summary = resume_sweep(StorageDir.at(run_dir), address=address, console=console,
+                           verbose=verbose)
     _best_then_serve(summary, no_serve=no_serve, keep_serving=keep_serving, detach=detach)
 
 
@@ -124,14 +128,15 @@ def serve_command(
     """Deploy a finished run's best model with Ray Serve, behind the promotion gate."""
     from search.runner import connect_ray, load_run_sweep
 
-    embedded = connect_ray(load_run_sweep(run_dir), address, verbose)
-    _serve(run_dir, keep_serving=keep_serving and embedded, detach=detach)
+    run = StorageDir.at(run_dir)
+    embedded = connect_ray(load_run_sweep(run), address, verbose)
+    _serve(run, keep_serving=keep_serving and embedded, detach=detach)
 
 
 @app.command()
 def rollback(
     name: Annotated[str, typer.Argument(help="The sweep name whose live model to roll back.")],
-    storage: Annotated[Path, typer.Option(help="The sweeps' storage.")] = Path("./runs"),
+    storage: Annotated[str, typer.Option(help="The sweeps' storage (folder or URI).")] = "./runs",
     address: AddressOption = None,
     keep_serving: KeepServingOption = True,
     verbose: VerboseOption = False,
@@ -141,12 +146,13 @@ def rollback(
     from serve.deploy import rollback as roll_back
     from serve.gate import promoted_stack
 
-    stack = promoted_stack(storage.resolve(), name)
+    root = StorageDir.at(storage)
+    stack = promoted_stack(root, name)
     if not stack:
         raise UserError(f"{name}: no promoted model in {storage}/promotions.jsonl")
-    sweep = load_run_sweep(Path(stack[-1]["run_dir"]))
+    sweep = load_run_sweep(StorageDir.at(stack[-1]["run_dir"]))
     embedded = connect_ray(sweep, address, verbose)
-    deployment = roll_back(storage, name, sweep.serve)
+    deployment = roll_back(root, name, sweep.serve)
     console.print(f"[yellow]rolled back[/] {name}: {deployment.decision.reason}")
     _announce(deployment, sweep.serve.smoke_test)
     _wait(keep_serving and embedded)
@@ -214,22 +220,24 @@ def compare(
 
 @app.command()
 def report(
-    directory: Annotated[Path, typer.Argument(help="A run dir, or a comparison dir.")],
+    directory: Annotated[str, typer.Argument(help="A run dir, or a comparison dir.")],
 ) -> None:
     """Write report.md and its plots for a finished sweep (or redo a comparison's)."""
     from search.compare import PLAN
     from search.report import write_comparison_report, write_run_report
 
-    if (directory / PLAN).is_file():
-        write_comparison_report(directory)
-        _print_comparison(directory)
+    folder = StorageDir.at(directory)
+    folder.pull(PLAN)
+    if (folder.local / PLAN).is_file():
+        write_comparison_report(folder)
+        _print_comparison(folder)
     else:
-        console.print(f"report: {write_run_report(directory)}")
+        console.print(f"report: {write_run_report(folder)}")
 
 
 @app.command()
 def tensorboard(
-    directory: Annotated[Path, typer.Argument(help="A run dir or a comparison dir.")],
+    directory: Annotated[str, typer.Argument(help="A run dir or a comparison dir.")],
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free one).")] = 6006,
 ) -> None:
@@ -238,7 +246,7 @@ def tensorboard(
 
     from search.tensorboard import find_logdir, launch_tensorboard
 
-    logdir = find_logdir(directory)
+    logdir = find_logdir(StorageDir.at(directory))
     url = launch_tensorboard(logdir, host, port)
     console.print(f"TensorBoard on {logdir}: {url}  (Ctrl-C to stop)", markup=False)
     try:
@@ -387,12 +395,12 @@ def cluster_render(
         console.print(f"wrote {out}")
 
 
-def _print_comparison(compare_dir: Path) -> None:
+def _print_comparison(compare_dir: StorageDir) -> None:
     from rich.table import Table
 
     from search.report import COMPARISON, REPORT
 
-    comparison = json.loads((compare_dir / COMPARISON).read_text())
+    comparison = json.loads((compare_dir.local / COMPARISON).read_text())
     metric = comparison["metric"]
     grid = Table(title=f"{comparison['name']}: best {metric} after "
                  f"{comparison['budget_samples']:,} training samples per arm "
@@ -410,7 +418,8 @@ def _print_comparison(compare_dir: Path) -> None:
     wide.print(grid)
     for text in comparison["verdicts"].values():
         console.print(text)
-    console.print(f"report: {compare_dir / REPORT}\nTensorBoard: hpo tensorboard {compare_dir}")
+    console.print(f"report: {compare_dir.local / REPORT}\n"
+                  f"TensorBoard: hpo tensorboard {compare_dir}")
 
 
 @app.command()
@@ -418,7 +427,7 @@ def best(run_dir: RunDirArg, json_: Annotated[bool, typer.Option("--json")] = Fa
     """Print the best trial of a finished sweep."""
     from search.results import read_summary
 
-    summary = read_summary(run_dir)
+    summary = read_summary(StorageDir.at(run_dir))
     if summary is None:
         raise UserError(f"{run_dir}: no summary.json yet; is the sweep still running?")
     if json_:
@@ -436,7 +445,7 @@ def status(
     """Show the trials of a sweep: state, epoch, metric, best so far (live while it runs)."""
     from search.status import show_status
 
-    show_status(run_dir, console=console, watch=watch, interval=interval)
+    show_status(StorageDir.at(run_dir), console=console, watch=watch, interval=interval)
 
 
 def _print_answer(answer: dict) -> None:
@@ -494,15 +503,15 @@ def _wait(keep_serving: bool) -> None:
         console.print("stopped serving")  # the embedded Ray, and Serve with it, ends with us
 
 
-def _serve(run_dir: Path, *, keep_serving: bool, detach: bool) -> None:
+def _serve(run: StorageDir, *, keep_serving: bool, detach: bool) -> None:
     from search.runner import load_run_sweep
     from serve.deploy import deploy_run
 
-    deployment = deploy_run(run_dir)
+    deployment = deploy_run(run)
     decision = deployment.decision
     colour = "green" if decision.decision == "promoted" else "yellow"
     console.print(f"gate: [{colour}]{decision.decision}[/]: {decision.reason}")
-    _announce(deployment, load_run_sweep(run_dir).serve.smoke_test)
+    _announce(deployment, load_run_sweep(run).serve.smoke_test)
     _wait(keep_serving and not detach)
 
 
@@ -511,9 +520,9 @@ def _best_then_serve(summary: dict, *, no_serve: bool, keep_serving: bool, detac
     from search.runner import load_run_sweep
 
     _print_best(summary)
-    run_dir = Path(summary["run_dir"])
-    if load_run_sweep(run_dir).serve.enabled and not no_serve:
-        _serve(run_dir, keep_serving=keep_serving, detach=detach)
+    run = StorageDir.at(summary["run_dir"])
+    if load_run_sweep(run).serve.enabled and not no_serve:
+        _serve(run, keep_serving=keep_serving, detach=detach)
 
 
 def _print_best(summary: dict) -> None:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 from rich.console import Console
 
 from search.runner import (
+    SWEEP_COPY,
     Prepared,
     connect_ray,
     new_run_dir,
@@ -33,8 +33,9 @@ from search.runner import (
 )
 from search.schedulers import SCHEDULER_CLASSES, Budget, SuccessiveHalvingConfig
 from search.space import Dimension, as_grid
+from search.storage import StorageDir
 from search.sweep import Sweep, parse_sweep, sweep_to_yaml
-from search.tensorboard import TENSORBOARD, TensorBoardLayout
+from search.tensorboard import TensorBoardLayout
 from trainables.errors import UserError
 from trainables.loop import TRAINING_STATE
 
@@ -98,7 +99,9 @@ def _num_samples(sweep: Sweep, arm: Arm, scheduler: Any, budget: int, train_exam
     return math.ceil(budget / samples_per_report) + 1
 
 
-def arm_sweep(sweep: Sweep, arm: Arm, budget: int, train_examples: int, storage: Path) -> Sweep:
+def arm_sweep(
+    sweep: Sweep, arm: Arm, budget: int, train_examples: int, storage: StorageDir
+) -> Sweep:
     """The sweep that one arm runs; validated like a sweep file, so that an algorithm that cannot
     search this space fails before Ray starts."""
     space = dict(sweep.space)
@@ -121,7 +124,7 @@ def arm_sweep(sweep: Sweep, arm: Arm, budget: int, train_examples: int, storage:
         "scheduler": scheduler,
         "space": space,
         "serve": sweep.serve.model_copy(update={"enabled": False}),
-        "storage": str(storage),
+        "storage": storage.location,
     })
     try:
         return parse_sweep(yaml.safe_load(sweep_to_yaml(candidate)), source=f"arm {arm.name}")
@@ -132,9 +135,9 @@ def arm_sweep(sweep: Sweep, arm: Arm, budget: int, train_examples: int, storage:
         ) from None
 
 
-def _layout(compare_dir: Path, arm: Arm) -> TensorBoardLayout:
+def _layout(compare_dir: StorageDir, arm: Arm) -> TensorBoardLayout:
     return TensorBoardLayout(
-        logdir=compare_dir / TENSORBOARD,
+        home=compare_dir,
         curve_run=arm.algorithm,
         section=arm.section,
         trial_path=f"{arm.algorithm}/{arm.scheduler}/seed_{arm.seed}",
@@ -143,7 +146,7 @@ def _layout(compare_dir: Path, arm: Arm) -> TensorBoardLayout:
 
 
 def _write_plan(
-    compare_dir: Path, sweep: Sweep, prepared: Prepared, budget: int, arms: list[Arm]
+    compare_dir: StorageDir, sweep: Sweep, prepared: Prepared, budget: int, arms: list[Arm]
 ) -> None:
     plan = {
         "name": sweep.name,
@@ -157,22 +160,16 @@ def _write_plan(
         "arms": [{**asdict(arm), "name": arm.name, "run_dir": f"{ARMS}/{arm.name}"}
                  for arm in arms],
     }
-    compare_dir.mkdir(parents=True)
-    (compare_dir / PLAN).write_text(json.dumps(plan, indent=2) + "\n")
-    (compare_dir / "sweep.yaml").write_text(sweep_to_yaml(sweep))
-
-
-def _drop_training_states(run_dir: Path) -> None:
-    """An arm that has ended is never resumed, so its checkpoints keep the model and tokenizer
-    but not the optimizer state, two thirds of their size (180 of 270 MB for MiniLM)."""
-    for path in run_dir.rglob(TRAINING_STATE):
-        path.unlink()
+    compare_dir.start_fresh()
+    (compare_dir.local / PLAN).write_text(json.dumps(plan, indent=2) + "\n")
+    (compare_dir.local / SWEEP_COPY).write_text(sweep_to_yaml(sweep))
+    compare_dir.push(PLAN, SWEEP_COPY)
 
 
 def run_comparison(
     sweep: Sweep, *, address: str | None = None, console: Console | None = None,
     verbose: bool = False,
-) -> Path:
+) -> StorageDir:
     """Runs every arm, then writes the report; returns the comparison dir."""
     from search.report import write_comparison_report
 
@@ -184,7 +181,7 @@ def run_comparison(
     )
     arms = plan_arms(sweep)
     compare_dir = new_run_dir(sweep, f"{sweep.name}-compare")
-    sweeps = {arm: arm_sweep(sweep, arm, budget, train_examples, compare_dir / ARMS)
+    sweeps = {arm: arm_sweep(sweep, arm, budget, train_examples, compare_dir.child(ARMS))
               for arm in arms}
     embedded = connect_ray(sweep, address, verbose)
     _write_plan(compare_dir, sweep, prepared, budget, arms)
@@ -197,9 +194,11 @@ def run_comparison(
     for number, arm in enumerate(arms, 1):
         console.rule(f"arm {number}/{len(arms)}: {arm.name}")
         run_prepared(
-            sweeps[arm], prepared, compare_dir / ARMS / arm.name, embedded=embedded,
+            sweeps[arm], prepared, compare_dir.child(ARMS, arm.name), embedded=embedded,
             console=console, layout=_layout(compare_dir, arm), budget_samples=budget,
         )
-        _drop_training_states(compare_dir / ARMS / arm.name)
+        # An ended arm is never resumed: its checkpoints keep the model and tokenizer but not
+        # the optimizer state, two thirds of their size (180 of 270 MB for MiniLM).
+        compare_dir.child(ARMS, arm.name).remove_files(TRAINING_STATE)
     write_comparison_report(compare_dir)
     return compare_dir

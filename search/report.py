@@ -5,6 +5,7 @@ the mean-over-seeds curves added to the comparison's TensorBoard logs."""
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -25,13 +26,16 @@ from search.analysis import (
     verdict,
 )
 from search.compute import CURVE, read_curve
-from search.results import read_summary
+from search.results import TRIALS_JSON, read_summary
+from search.storage import StorageDir
 from search.sweep import load_sweep
 from search.tensorboard import TENSORBOARD, curve_tags
 from trainables.errors import UserError
 
 COMPARISON = "comparison.json"
 REPORT = "report.md"
+RUN_REPORT = "report"
+"""The folder of a run dir where `hpo report` writes."""
 AXES = {"samples": "training samples (all trials)", "seconds": "wall time (s)"}
 
 
@@ -161,12 +165,15 @@ def _write_mean_curves(logdir: Path, arms: list[ArmResult], metric: str, budget:
                     writer.add_scalar(tag, float(value), int(step))
 
 
-def write_comparison_report(compare_dir: Path) -> dict[str, Any]:
+def write_comparison_report(compare_dir: StorageDir) -> dict[str, Any]:
     """Writes comparison.json, report.md, the PNGs and TensorBoard mean curves; returns the
     content of comparison.json."""
     from search.compare import PLAN
+    from search.runner import SWEEP_COPY
 
-    plan_path = compare_dir / PLAN
+    started = time.time()
+    compare_dir.pull(PLAN, SWEEP_COPY)
+    plan_path = compare_dir.local / PLAN
     if not plan_path.is_file():
         raise UserError(f"{compare_dir} is not a comparison dir (it has no {PLAN})")
     plan = json.loads(plan_path.read_text())
@@ -187,16 +194,16 @@ def write_comparison_report(compare_dir: Path) -> dict[str, Any]:
             for algorithm in dict.fromkeys(a.algorithm for a in arms if a.scheduler == scheduler)
         }
         picture = f"curves_{scheduler}.png"
-        plot_curves(curves, compare_dir / picture, metric=metric, samples_limit=budget,
+        plot_curves(curves, compare_dir.local / picture, metric=metric, samples_limit=budget,
                     title=f"{plan['name']}: best {metric} so far, {scheduler} "
                           "(mean ± std over seeds)")
         pictures.append(picture)
-    _write_mean_curves(compare_dir / TENSORBOARD, arms, metric, budget)
+    _write_mean_curves(compare_dir.local / TENSORBOARD, arms, metric, budget)
 
-    sweep = load_sweep(compare_dir / "sweep.yaml")
+    sweep = load_sweep(compare_dir.local / SWEEP_COPY)
     all_trials = [t for a in arms for t in a.trials]
     study = trials_study(all_trials, sweep.space, mode)
-    study_pictures = plot_study(study, compare_dir)
+    study_pictures = plot_study(study, compare_dir.local)
 
     lines = [
         f"# Comparison: {plan['name']}",
@@ -228,7 +235,7 @@ def write_comparison_report(compare_dir: Path) -> dict[str, Any]:
         f"TensorBoard: `hpo tensorboard {compare_dir}`",
         "",
     ]
-    (compare_dir / REPORT).write_text("\n".join(lines))
+    (compare_dir.local / REPORT).write_text("\n".join(lines))
     comparison = {
         "name": plan["name"], "metric": metric, "mode": mode, "budget_samples": budget,
         "target": target, "verdicts": verdicts, "importance": importances(study),
@@ -237,29 +244,32 @@ def write_comparison_report(compare_dir: Path) -> dict[str, Any]:
                   "final_best": a.final_best, "samples_used": a.samples_used,
                   "wall_s": a.wall_s, "trials": len(a.trials)} for a in arms],
     }
-    (compare_dir / COMPARISON).write_text(json.dumps(comparison, indent=2) + "\n")
+    (compare_dir.local / COMPARISON).write_text(json.dumps(comparison, indent=2) + "\n")
+    compare_dir.push(REPORT, COMPARISON, *pictures, *study_pictures)
+    compare_dir.push(TENSORBOARD, since=started)
     return comparison
 
 
-def write_run_report(run_dir: Path) -> Path:
+def write_run_report(run: StorageDir) -> Path:
     """`hpo report RUN_DIR`: the best-so-far curve and importance plots of one sweep, in
-    `<run_dir>/report/`; returns the report file."""
+    `<run_dir>/report/`; returns the report file (on this machine)."""
     from search.runner import load_run_sweep
 
-    summary = read_summary(run_dir)
+    summary = read_summary(run)
     if summary is None:
-        raise UserError(f"{run_dir}: no summary.json yet; is the sweep still running?")
-    sweep = load_run_sweep(run_dir)
+        raise UserError(f"{run}: no summary.json yet; is the sweep still running?")
+    sweep = load_run_sweep(run)
+    run.pull(CURVE, TRIALS_JSON)
     metric, mode = summary["metric"], summary["mode"]
-    directory = run_dir / "report"
+    directory = run.local / RUN_REPORT
     directory.mkdir(exist_ok=True)
-    curve = read_curve(run_dir / CURVE)
+    curve = read_curve(run.local / CURVE)
     pictures = []
     if curve:
         plot_curves({summary["algorithm"]: [curve]}, directory / "curve.png", metric=metric,
                     title=f"{summary['name']}: best {metric} so far")
         pictures.append("curve.png")
-    trials = json.loads((run_dir / "trials.json").read_text())
+    trials = json.loads((run.local / TRIALS_JSON).read_text())
     study = trials_study(trials, sweep.space, mode)
     best = summary["best"]
     lines = [
@@ -279,4 +289,5 @@ def write_run_report(run_dir: Path) -> Path:
     ]
     report = directory / REPORT
     report.write_text("\n".join(lines))
+    run.push(RUN_REPORT)
     return report

@@ -10,15 +10,17 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from search import storage
+from search.storage import StorageDir
 from trainables.metrics import METRICS
 
 SUMMARY = "summary.json"
 TRIALS = "trials.csv"
+TRIALS_JSON = "trials.json"
 CHECKPOINT_PATH = "checkpoint_path"  # the metric that Ray Train's TuneReportCallback adds
 
 
@@ -61,7 +63,7 @@ def best_row(rows: list[dict[str, Any]], metric: str, mode: str) -> dict[str, An
 def _checkpoint_for(row: dict[str, Any], checkpoints: list[tuple[str, dict[str, Any]]]) -> str | None:
     """The kept checkpoint saved at the report `row` (Tune's own, or Ray Train's path metric)."""
     path = row.get(CHECKPOINT_PATH)
-    if isinstance(path, str) and os.path.isdir(path):
+    if isinstance(path, str) and storage.is_dir(path):
         return path
     for checkpoint_path, metrics in checkpoints:
         if metrics.get("training_iteration") == row.get("training_iteration"):
@@ -188,29 +190,47 @@ def build_summary(
     }
 
 
-def write_results(run_dir: Path, records: list[TrialRecord], summary: dict[str, Any]) -> None:
-    write_trials_csv(records, run_dir / TRIALS, summary["metric"])
-    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    (run_dir / "trials.json").write_text(
+def write_results(run: StorageDir, records: list[TrialRecord], summary: dict[str, Any]) -> None:
+    write_trials_csv(records, run.local / TRIALS, summary["metric"])
+    (run.local / TRIALS_JSON).write_text(
         json.dumps([asdict(r) for r in records], indent=2, default=str) + "\n"
     )
+    (run.local / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    run.push(TRIALS, TRIALS_JSON, SUMMARY)  # summary.json last: it says the run is over
 
 
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    path = run_dir / SUMMARY
+def read_summary(run: StorageDir) -> dict[str, Any] | None:
+    run.pull(SUMMARY)
+    path = run.local / SUMMARY
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _with_checkpoint_locations(rows: list[dict[str, Any]], run: StorageDir) -> list[dict[str, Any]]:
+    """Ray Train reports checkpoint paths on the storage's filesystem: paths in a bucket lose
+    their scheme there, and get it back here."""
+    fs, _ = storage.filesystem(run.location)
+    return [
+        {**row, CHECKPOINT_PATH: storage.as_location(fs, row[CHECKPOINT_PATH])}
+        if isinstance(row.get(CHECKPOINT_PATH), str) else row
+        for row in rows
+    ]
+
+
 def records_from_analysis(
-    analysis, *, metric: str, mode: str, max_epochs: float, sweep_over: bool
+    analysis, run: StorageDir, *, metric: str, mode: str, max_epochs: float, sweep_over: bool
 ) -> list[TrialRecord]:
-    """Every trial of a Tune `ExperimentAnalysis`, in the order Tune created them."""
+    """Every trial of a Tune `ExperimentAnalysis` of `run`, in the order Tune created them."""
     records = []
     for trial in analysis.trials:
         frame = analysis.trial_dataframes.get(trial.trial_id)
         rows = [] if frame is None or frame.empty else frame.to_dict("records")
+        rows = _with_checkpoint_locations(rows, run)
         kept = trial.run_metadata.checkpoint_manager.best_checkpoint_results
-        checkpoints = [(result.checkpoint.path, result.metrics) for result in kept]
+        checkpoints = [
+            (storage.as_location(result.checkpoint.filesystem, result.checkpoint.path),
+             result.metrics)
+            for result in kept
+        ]
         error = None
         if trial.status == "ERROR":
             error = trial.get_error()
@@ -226,12 +246,12 @@ def records_from_analysis(
 
 
 def load_records(
-    run_dir: Path, *, metric: str, mode: str, max_epochs: float, sweep_over: bool
+    run: StorageDir, *, metric: str, mode: str, max_epochs: float, sweep_over: bool
 ) -> list[TrialRecord]:
     """Every trial of a run dir, from Tune's last experiment snapshot (also while it runs)."""
     from ray.tune import ExperimentAnalysis
 
     return records_from_analysis(
-        ExperimentAnalysis(str(run_dir)), metric=metric, mode=mode, max_epochs=max_epochs,
+        ExperimentAnalysis(run.location), run, metric=metric, mode=mode, max_epochs=max_epochs,
         sweep_over=sweep_over,
     )

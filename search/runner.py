@@ -2,7 +2,8 @@
 
 `run_sweep` reads the data and tokenizes it once (in the driver, before any trial), connects to
 Ray (an embedded single-node cluster, or `--address`/`RAY_ADDRESS`), runs the Tune experiment in
-`<storage>/<name>/` and writes `trials.csv` and `summary.json` there.
+`<storage>/<name>/` (a folder or a bucket, see search.storage) and writes `trials.csv` and
+`summary.json` there.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from search.algorithms import SearchSettings
-from search.compute import SampleBudget
-from search.tensorboard import TENSORBOARD, TensorBoardLayout, TensorBoardLogger
+from search.compute import CURVE, SampleBudget
 from search.results import (
     TRIALS,
     build_summary,
@@ -30,7 +30,9 @@ from search.results import (
 )
 from search.schedulers import Budget
 from search.space import to_tune_space
+from search.storage import StorageDir, check_writable
 from search.sweep import Sweep, load_sweep, sweep_to_yaml
+from search.tensorboard import TENSORBOARD, TensorBoardLayout, TensorBoardLogger
 from trainables.data import load_splits
 from trainables.encoding import EncodedData, encode
 from trainables.errors import SweepInterrupted, UserError
@@ -145,7 +147,7 @@ def connect_ray(sweep: Sweep, address: str | None, verbose: bool) -> bool:
     return True
 
 
-def make_job(sweep: Sweep, prepared: Prepared, run_dir: Path, embedded: bool) -> TrainJob:
+def make_job(sweep: Sweep, prepared: Prepared, run: StorageDir, embedded: bool) -> TrainJob:
     import ray
 
     has_gpus = ray.cluster_resources().get("GPU", 0) > 0
@@ -166,12 +168,13 @@ def make_job(sweep: Sweep, prepared: Prepared, run_dir: Path, embedded: bool) ->
         threads=_threads_per_worker(sweep, embedded),
         use_gpu=use_gpu,
         launcher=launcher,
-        run_dir=str(run_dir),
+        run_dir=run.location,
     )
 
 
 def _tune_configs(
-    sweep: Sweep, job: TrainJob, layout: TensorBoardLayout, sample_budget: SampleBudget | None
+    sweep: Sweep, job: TrainJob, run: StorageDir, layout: TensorBoardLayout,
+    sample_budget: SampleBudget | None,
 ):
     from ray import tune
 
@@ -196,8 +199,8 @@ def _tune_configs(
         reuse_actors=False,
     )
     run_config = tune.RunConfig(
-        name=Path(job.run_dir).name,
-        storage_path=str(Path(job.run_dir).parent),
+        name=run.name,
+        storage_path=run.parent.location,
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=1,
             checkpoint_score_attribute=sweep.metric,
@@ -205,9 +208,7 @@ def _tune_configs(
         ),
         callbacks=[
             ConsoleProgress(metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs),
-            TensorBoardLogger(
-                layout, run_dir=Path(job.run_dir), metric=sweep.metric, mode=sweep.mode
-            ),
+            TensorBoardLogger(layout, run=run, metric=sweep.metric, mode=sweep.mode),
         ],
         stop=sample_budget,
         verbose=0,
@@ -215,20 +216,21 @@ def _tune_configs(
     return tune_config, run_config
 
 
-def new_run_dir(sweep: Sweep, name: str | None = None) -> Path:
+def new_run_dir(sweep: Sweep, name: str | None = None) -> StorageDir:
     """`<storage>/<name>` (the sweep's name by default), or `<name>-2`, `-3`... when an earlier
     run holds that name."""
-    storage = Path(sweep.storage).expanduser().resolve()
+    storage = StorageDir.at(sweep.storage)
+    check_writable(storage.location)
     name = name or sweep.name
-    run_dir, suffix = storage / name, 1
-    while run_dir.exists():
+    run, suffix = storage.child(name), 1
+    while run.exists():
         suffix += 1
-        run_dir = storage / f"{name}-{suffix}"
-    return run_dir
+        run = storage.child(f"{name}-{suffix}")
+    return run
 
 
 def _interrupted(
-    sweep: Sweep, run_dir: Path, analysis, wall_s: float, sample_budget: SampleBudget | None
+    sweep: Sweep, run: StorageDir, analysis, wall_s: float, sample_budget: SampleBudget | None
 ) -> bool:
     """Whether Tune's fit returned because of Ctrl-C. Tune returns normally then; what tells is
     its last snapshot on disk (trials still RUNNING or PENDING, while in memory they are already
@@ -237,7 +239,7 @@ def _interrupted(
 
     if sample_budget is not None and sample_budget.stop_all():
         return False
-    if any(t.status in ("RUNNING", "PENDING") for t in ExperimentAnalysis(str(run_dir)).trials):
+    if any(t.status in ("RUNNING", "PENDING") for t in ExperimentAnalysis(run.location).trials):
         return True
     budget = sweep.search.time_budget_s
     time_left = budget is None or wall_s < budget
@@ -245,23 +247,24 @@ def _interrupted(
 
 
 def _finish(
-    sweep: Sweep, run_dir: Path, prepared: Prepared, job: TrainJob, analysis, wall_s: float,
+    sweep: Sweep, run: StorageDir, prepared: Prepared, job: TrainJob, analysis, wall_s: float,
     budget: SampleBudget | None,
 ) -> dict[str, Any]:
     """Writes trials.csv, and summary.json once every trial has ended."""
     import ray
 
-    if _interrupted(sweep, run_dir, analysis, wall_s, budget):
+    if _interrupted(sweep, run, analysis, wall_s, budget):
         records = load_records(
-            run_dir, metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs,
+            run, metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs,
             sweep_over=False,
         )
-        write_trials_csv(records, run_dir / TRIALS, sweep.metric)
+        write_trials_csv(records, run.local / TRIALS, sweep.metric)
+        run.push(TRIALS)
         raise SweepInterrupted(
-            f"the sweep stopped before its trials ended; continue it with `hpo resume {run_dir}`"
+            f"the sweep stopped before its trials ended; continue it with `hpo resume {run}`"
         )
     records = records_from_analysis(
-        analysis, metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs,
+        analysis, run, metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs,
         sweep_over=True,
     )
     summary = build_summary(
@@ -273,7 +276,7 @@ def _finish(
         scheduler=sweep.scheduler.name,
         wall_s=wall_s,
         extra={
-            "run_dir": str(run_dir),
+            "run_dir": run.location,
             "model": sweep.model,
             "model_source": prepared.model_source,
             "data": {**prepared.sources, "train_examples": len(prepared.data.train),
@@ -287,12 +290,12 @@ def _finish(
             "budget_samples": None if budget is None else budget.samples,
         },
     )
-    write_results(run_dir, records, summary)
+    write_results(run, records, summary)
     return summary
 
 
 def _fit(
-    sweep: Sweep, run_dir: Path, prepared: Prepared, job: TrainJob, *, resume: bool,
+    sweep: Sweep, run: StorageDir, prepared: Prepared, job: TrainJob, *, resume: bool,
     layout: TensorBoardLayout | None = None, budget_samples: int | None = None,
 ) -> dict[str, Any]:
     from ray import tune
@@ -304,10 +307,10 @@ def _fit(
     started = time.perf_counter()
     budget = None if budget_samples is None else SampleBudget(budget_samples)
     if resume:
-        tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(run.location, trainable=trainable, resume_errored=True)
     else:
-        layout = layout or TensorBoardLayout(run_dir / TENSORBOARD)
-        tune_config, run_config = _tune_configs(sweep, job, layout, budget)
+        layout = layout or TensorBoardLayout(run)
+        tune_config, run_config = _tune_configs(sweep, job, run, layout, budget)
         tuner = tune.Tuner(
             trainable,
             param_space=to_tune_space(sweep.space, grid_choices=sweep.algorithm.choices_as_grid),
@@ -318,9 +321,7 @@ def _fit(
     # The analysis Tune holds in memory has every trial's final status; its last snapshot on
     # disk can lag behind (a trial Hyperband paused at its last rung still shows PAUSED).
     analysis = results._experiment_analysis
-    return _finish(
-        sweep, run_dir, prepared, job, analysis, time.perf_counter() - started, budget
-    )
+    return _finish(sweep, run, prepared, job, analysis, time.perf_counter() - started, budget)
 
 
 def run_sweep(
@@ -335,46 +336,50 @@ def run_sweep(
 
 
 def run_prepared(
-    sweep: Sweep, prepared: Prepared, run_dir: Path, *, embedded: bool, console: Console,
+    sweep: Sweep, prepared: Prepared, run: StorageDir, *, embedded: bool, console: Console,
     layout: TensorBoardLayout | None = None, budget_samples: int | None = None,
 ) -> dict[str, Any]:
     """Runs a sweep whose data is tokenized, on a connected Ray, in a new run dir; a comparison
     runs each of its arms this way, with a shared TensorBoard layout and a sample budget."""
-    job = make_job(sweep, prepared, run_dir, embedded)
-    run_dir.mkdir(parents=True)
-    (run_dir / SWEEP_COPY).write_text(sweep_to_yaml(sweep))
+    job = make_job(sweep, prepared, run, embedded)
+    run.start_fresh()
+    (run.local / SWEEP_COPY).write_text(sweep_to_yaml(sweep))
+    run.push(SWEEP_COPY)
     console.print(
         f"[bold]{sweep.name}[/]: {sweep.num_trials()} trials, {sweep.search.algorithm} search, "
         f"{sweep.scheduler.name} scheduler, {len(prepared.data.train)} training examples, "
         f"{job.launcher} with {sweep.train.workers} worker(s) x {job.threads} thread(s)"
-        f"{' on GPU' if job.use_gpu else ''}\nrun dir: {run_dir}"
+        f"{' on GPU' if job.use_gpu else ''}\nrun dir: {run}"
     )
     return _fit(
-        sweep, run_dir, prepared, job, resume=False, layout=layout, budget_samples=budget_samples
+        sweep, run, prepared, job, resume=False, layout=layout, budget_samples=budget_samples
     )
 
 
 def resume_sweep(
-    run_dir: Path, *, address: str | None = None, console: Console | None = None,
+    run: StorageDir, *, address: str | None = None, console: Console | None = None,
     verbose: bool = False,
 ) -> dict[str, Any]:
     """Continues an interrupted sweep: unfinished trials restart from their last checkpoint."""
     console = console or Console()
-    sweep = load_run_sweep(run_dir)
+    sweep = load_run_sweep(run)
     from ray import tune
 
-    if not tune.Tuner.can_restore(str(run_dir.resolve())):
-        raise UserError(f"{run_dir}: no Tune experiment state to resume from")
+    if not tune.Tuner.can_restore(run.location):
+        raise UserError(f"{run}: no Tune experiment state to resume from")
+    # The TensorBoard logger appends to the logs and the curve where the first run left them.
+    run.pull(TENSORBOARD, CURVE)
     prepared = prepare(sweep)
     embedded = connect_ray(sweep, address, verbose)
-    job = make_job(sweep, prepared, run_dir.resolve(), embedded)
-    console.print(f"resuming [bold]{sweep.name}[/] in {run_dir}")
-    return _fit(sweep, run_dir.resolve(), prepared, job, resume=True)
+    job = make_job(sweep, prepared, run, embedded)
+    console.print(f"resuming [bold]{sweep.name}[/] in {run}")
+    return _fit(sweep, run, prepared, job, resume=True)
 
 
-def load_run_sweep(run_dir: Path) -> Sweep:
+def load_run_sweep(run: StorageDir) -> Sweep:
     """The resolved sweep file that a run dir was started with."""
-    path = run_dir / SWEEP_COPY
+    run.pull(SWEEP_COPY)
+    path = run.local / SWEEP_COPY
     if not path.is_file():
-        raise UserError(f"{run_dir} is not a run dir of hpo (it has no {SWEEP_COPY})")
+        raise UserError(f"{run} is not a run dir of hpo (it has no {SWEEP_COPY})")
     return load_sweep(path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -12,6 +11,7 @@ from rich.text import Text
 
 from search.results import SUMMARY, TrialRecord, best_trial, load_records
 from search.runner import load_run_sweep
+from search.storage import StorageDir
 from search.sweep import Sweep
 
 _STATE_STYLE = {
@@ -59,11 +59,16 @@ def status_table(sweep: Sweep, records: list[TrialRecord], sweep_over: bool) -> 
     return Group(Text.from_markup(headline), table)
 
 
-def _snapshot(run_dir: Path, sweep: Sweep) -> RenderableType:
-    sweep_over = (run_dir / SUMMARY).is_file()
+def _over(run: StorageDir) -> bool:
+    run.pull(SUMMARY)
+    return (run.local / SUMMARY).is_file()
+
+
+def _snapshot(run: StorageDir, sweep: Sweep) -> RenderableType:
+    sweep_over = _over(run)
     try:
         records = load_records(
-            run_dir,
+            run,
             metric=sweep.metric,
             mode=sweep.mode,
             max_epochs=sweep.scheduler.max_epochs,
@@ -74,13 +79,13 @@ def _snapshot(run_dir: Path, sweep: Sweep) -> RenderableType:
     return status_table(sweep, records, sweep_over)
 
 
-def show_status(run_dir: Path, *, console: Console, watch: bool, interval: float) -> None:
+def show_status(run: StorageDir, *, console: Console, watch: bool, interval: float) -> None:
     """Prints the table once, or keeps it live until summary.json appears (or Ctrl-C)."""
-    sweep = load_run_sweep(run_dir)
-    if not watch or (run_dir / SUMMARY).is_file():
-        console.print(_snapshot(run_dir, sweep))
+    sweep = load_run_sweep(run)
+    if not watch or _over(run):
+        console.print(_snapshot(run, sweep))
         return
-    with Live(_snapshot(run_dir, sweep), console=console, auto_refresh=False) as live:
-        while not (run_dir / SUMMARY).is_file():
+    with Live(_snapshot(run, sweep), console=console, auto_refresh=False) as live:
+        while not _over(run):
             time.sleep(interval)
-            live.update(_snapshot(run_dir, sweep), refresh=True)
+            live.update(_snapshot(run, sweep), refresh=True)

@@ -28,11 +28,14 @@ from ray.tune import Callback
 
 from search.compute import CURVE, CurvePoint, CurveTracker, append_point
 from search.results import better
+from search.storage import StorageDir
 from trainables.errors import UserError
 from trainables.metrics import METRICS
 
 TENSORBOARD = "tensorboard"
 """The log dir inside a run dir or a comparison dir."""
+UPLOAD_EVERY_S = 60.0
+"""How often the logs of a run in a bucket are uploaded while it runs (and once at its end)."""
 TRIALS_RUN = "trials"
 TRIAL_SCALARS = {  # report key -> tag
     "train_loss": "train/loss",
@@ -45,14 +48,19 @@ TRIAL_SCALARS = {  # report key -> tag
 
 @dataclass(frozen=True)
 class TensorBoardLayout:
-    """Where a run writes in a log dir: a sweep has its own log dir; the arms of a comparison
-    share one, each with its curve run, section, trial path and HParams labels."""
+    """Where a run writes in a log dir, `<home>/tensorboard`: a sweep has its own log dir; the
+    arms of a comparison share one, each with its curve run, section, trial path and HParams
+    labels."""
 
-    logdir: Path
+    home: StorageDir
     curve_run: str = "search"
     section: str = "search"
     trial_path: str = ""
     labels: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def logdir(self) -> Path:
+        return self.home.local / TENSORBOARD
 
 
 def curve_tags(section: str, metric: str) -> tuple[str, str]:
@@ -95,23 +103,32 @@ def _session_end(failed: bool):
 
 
 class TensorBoardLogger(Callback):
-    """Writes the TensorBoard runs above and the run's `curve.csv` (the same best-so-far points).
+    """Writes the TensorBoard runs above and the run's `curve.csv` (the same best-so-far points),
+    and uploads them every minute where the run lives in a bucket.
 
     Tune pickles its callbacks with the experiment, so file writers are opened where they are
     used and left out of the pickle; `get_state` carries the curve across `hpo resume`.
     """
 
-    def __init__(self, layout: TensorBoardLayout, *, run_dir: Path, metric: str, mode: str) -> None:
-        self.layout, self.run_dir = layout, Path(run_dir)
+    def __init__(
+        self, layout: TensorBoardLayout, *, run: StorageDir, metric: str, mode: str
+    ) -> None:
+        self.layout, self.run = layout, run
         self.metric, self.mode = metric, mode
-        self.trial_dir = layout.logdir / TRIALS_RUN / layout.trial_path
         self.tracker = CurveTracker(metric, mode)
         self.trial_best: dict[str, dict[str, float]] = {}
         self._writers: dict[str, Any] = {}  # per trial id, open until the trial ends
         self._curve_writer = None
+        self._uploaded_at = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_writers": {}, "_curve_writer": None}
+        return {**self.__dict__, "_writers": {}, "_curve_writer": None, "_uploaded_at": 0.0}
+
+    @property
+    def trial_dir(self) -> Path:
+        """Found anew on every use: a run in a bucket resumed on another machine has its local
+        mirror elsewhere."""
+        return self.layout.logdir / TRIALS_RUN / self.layout.trial_path
 
     def setup(self, **info: Any) -> None:
         self.tracker.start()
@@ -132,7 +149,23 @@ class TensorBoardLogger(Callback):
             return
         self._remember_best(trial.trial_id, result)
         self._plot(point)
-        append_point(self.run_dir / CURVE, point)
+        append_point(self.run.local / CURVE, point)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if time.time() - self._uploaded_at >= UPLOAD_EVERY_S:
+            self._upload()
+
+    def _upload(self) -> None:
+        """Pushes the logs written since the last upload (no-op for a local run dir)."""
+        if not self.run.remote:
+            return
+        started = time.time()
+        for writer in [*self._writers.values(), self._curve_writer]:
+            if writer is not None:
+                writer.flush()
+        self.layout.home.push(TENSORBOARD, since=self._uploaded_at)
+        self.run.push(CURVE)
+        self._uploaded_at = started
 
     def _remember_best(self, trial_id: str, result: dict[str, Any]) -> None:
         value, best = result[self.metric], self.trial_best.get(trial_id)
@@ -170,6 +203,7 @@ class TensorBoardLogger(Callback):
         if self._curve_writer is not None:
             self._curve_writer.close()
             self._curve_writer = None
+        self._upload()
 
     def get_state(self) -> dict[str, Any]:
         return {"tracker": self.tracker.get_state(), "trial_best": self.trial_best}
@@ -179,13 +213,16 @@ class TensorBoardLogger(Callback):
         self.trial_best = state["trial_best"]
 
 
-def find_logdir(path: Path) -> Path:
-    """The log dir of a run or comparison dir, or `path` itself when it holds event files."""
+def find_logdir(directory: StorageDir) -> Path:
+    """The log dir of a run or comparison dir (downloaded from a bucket), or the folder itself
+    when it holds event files."""
+    directory.pull(TENSORBOARD)
+    path = directory.local
     if (path / TENSORBOARD).is_dir():
         return path / TENSORBOARD
     if path.is_dir() and next(path.rglob("events.out.tfevents.*"), None) is not None:
         return path
-    raise UserError(f"{path}: no TensorBoard logs here; give a run dir or a comparison dir")
+    raise UserError(f"{directory}: no TensorBoard logs here; give a run dir or a comparison dir")
 
 
 def launch_tensorboard(logdir: Path, host: str, port: int) -> str:

@@ -2,7 +2,8 @@
 
 `deploy_run` judges the run's best checkpoint on the sweep's test split against the live model
 of the same sweep name, writes the decision to `<storage>/promotions.jsonl`, and (re)deploys
-whichever model is live afterwards. `rollback` redeploys the previous promoted model.
+whichever model is live afterwards. `rollback` redeploys the previous promoted model. The
+storage may be a bucket; the API key file then stays in its local mirror (or use HPO_API_KEY).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from search.storage import StorageDir
 from serve import gate
 from serve.config import ServeConfig
 from trainables.errors import UserError
@@ -34,13 +36,14 @@ class Deployment:
     key_file: Path | None
 
 
-def api_key(storage: Path) -> tuple[str, Path | None]:
-    """HPO_API_KEY, else the key in `<storage>/api_key` (made on first use, mode 600)."""
+def api_key(storage: StorageDir) -> tuple[str, Path | None]:
+    """HPO_API_KEY, else the key in `<storage>/api_key` (made on first use, mode 600; never
+    uploaded: for a bucket it is in the local mirror)."""
     if os.environ.get("HPO_API_KEY"):
         return os.environ["HPO_API_KEY"], None
-    path = storage / KEY_FILE
+    path = storage.local / KEY_FILE
     if not path.is_file():
-        storage.mkdir(parents=True, exist_ok=True)
+        storage.local.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_urlsafe(32) + "\n")
@@ -49,8 +52,11 @@ def api_key(storage: Path) -> tuple[str, Path | None]:
 
 def checkpoint_sha256(checkpoint: str) -> str:
     """The sha256 of the checkpoint's weights (every *.safetensors / *.bin file, in order)."""
+    from serve.model import checkpoint_folder
+
+    folder = Path(checkpoint_folder(checkpoint))
     digest = hashlib.sha256()
-    files = sorted(Path(checkpoint).glob("*.safetensors")) or sorted(Path(checkpoint).glob("*.bin"))
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
     for path in files:
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -82,14 +88,14 @@ def test_metric(sweep, checkpoint: str) -> float | None:
     return metrics[sweep.metric]
 
 
-def _candidate(run_dir: Path) -> tuple[Any, dict[str, Any]]:
+def _candidate(run: StorageDir) -> tuple[Any, dict[str, Any]]:
     from search.results import read_summary
     from search.runner import load_run_sweep
 
-    sweep = load_run_sweep(run_dir)
-    summary = read_summary(run_dir)
+    sweep = load_run_sweep(run)
+    summary = read_summary(run)
     if summary is None or summary.get("best") is None:
-        raise UserError(f"{run_dir}: no best checkpoint yet (summary.json); has the sweep ended?")
+        raise UserError(f"{run}: no best checkpoint yet (summary.json); has the sweep ended?")
     return sweep, summary
 
 
@@ -139,22 +145,21 @@ def service_app(args: dict[str, str]):
     of a sweep name, as the promotion ledger in `storage` records it."""
     from search.runner import load_run_sweep
 
-    storage, name = Path(args["storage"]), args["name"]
+    storage, name = StorageDir.at(args["storage"]), args["name"]
     stack = gate.promoted_stack(storage, name)
     if not stack:
         raise UserError(f"{name}: no promoted model in {storage}/promotions.jsonl; run "
                         f"`hpo run` or `hpo serve` against this storage first")
     live = stack[-1]
     key, _ = api_key(storage)
-    return _application(name, live, load_run_sweep(Path(live["run_dir"])).serve, key)
+    return _application(name, live, load_run_sweep(StorageDir.at(live["run_dir"])).serve, key)
 
 
-def deploy_run(run_dir: Path) -> Deployment:
+def deploy_run(run: StorageDir) -> Deployment:
     """Gates the run's best checkpoint and deploys the live model of its sweep name.
     Ray must be connected (the runner's embedded Ray, or a cluster)."""
-    run_dir = run_dir.resolve()
-    sweep, summary = _candidate(run_dir)
-    storage = run_dir.parent
+    sweep, summary = _candidate(run)
+    storage = run.parent
     best = summary["best"]
     sha256 = checkpoint_sha256(best["checkpoint"])
     stack = gate.promoted_stack(storage, sweep.name)
@@ -172,7 +177,7 @@ def deploy_run(run_dir: Path) -> Deployment:
         verdict = "promoted" if promote else "rejected"
     decision = gate.Decision(
         name=sweep.name, decision=verdict, reason=reason,
-        metric=sweep.metric, mode=sweep.mode, run_dir=str(run_dir), trial_id=best["trial_id"],
+        metric=sweep.metric, mode=sweep.mode, run_dir=run.location, trial_id=best["trial_id"],
         checkpoint=best["checkpoint"], checkpoint_sha256=sha256,
         validation_metric=best["metric"], test_metric=candidate_test, config=best["config"],
         live_test_metric=live_test, tolerance=sweep.serve.gate.tolerance,
@@ -184,14 +189,13 @@ def deploy_run(run_dir: Path) -> Deployment:
     return Deployment(sweep.name, url, decision, live, key_file)
 
 
-def rollback(storage: Path, name: str, settings: ServeConfig) -> Deployment:
+def rollback(storage: StorageDir, name: str, settings: ServeConfig) -> Deployment:
     """Redeploys the model promoted before the live one, and records the rollback."""
-    storage = storage.resolve()
     stack = gate.promoted_stack(storage, name)
     if len(stack) < 2:
         raise UserError(
             f"{name}: nothing to roll back to ({len(stack)} promoted model(s) in "
-            f"{storage / gate.LEDGER})"
+            f"{storage}/{gate.LEDGER})"
         )
     current, previous = stack[-1], stack[-2]
     decision = gate.Decision(

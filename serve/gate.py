@@ -1,4 +1,5 @@
-"""The promotion gate and its ledger, `<storage>/promotions.jsonl`.
+"""The promotion gate and its ledger, `<storage>/promotions.jsonl` (in a bucket too: the copy in
+the storage is the truth, re-read before each append).
 
 Each line is one decision about a sweep name: a candidate `promoted` or `rejected`, the live
 model redeployed `unchanged`, or a `rollback`. Replaying the lines gives the stack of promoted
@@ -10,8 +11,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
+
+from search.storage import StorageDir
 
 LEDGER = "promotions.jsonl"
 
@@ -35,20 +37,23 @@ class Decision:
     time: float = field(default_factory=time.time)
 
 
-def read_ledger(storage: Path) -> list[dict[str, Any]]:
-    path = storage / LEDGER
+def read_ledger(storage: StorageDir) -> list[dict[str, Any]]:
+    storage.pull(LEDGER)
+    path = storage.local / LEDGER
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def append(storage: Path, decision: Decision) -> None:
-    storage.mkdir(parents=True, exist_ok=True)
-    with open(storage / LEDGER, "a") as ledger:
+def append(storage: StorageDir, decision: Decision) -> None:
+    storage.pull(LEDGER)
+    storage.local.mkdir(parents=True, exist_ok=True)
+    with open(storage.local / LEDGER, "a") as ledger:
         ledger.write(json.dumps(asdict(decision)) + "\n")
+    storage.push(LEDGER)
 
 
-def promoted_stack(storage: Path, name: str) -> list[dict[str, Any]]:
+def promoted_stack(storage: StorageDir, name: str) -> list[dict[str, Any]]:
     """The promoted models of `name`, oldest first; the last one is live."""
     stack: list[dict[str, Any]] = []
     for record in read_ledger(storage):

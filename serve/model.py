@@ -1,11 +1,15 @@
 """The served classifier without Ray: batched predictions and token attributions for one
-checkpoint folder. The Serve deployment wraps it; tests use it directly."""
+checkpoint folder (or a checkpoint in a bucket, fetched once). The Serve deployment wraps it;
+tests use it directly."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+
+from search.storage import local_checkpoint
+from trainables.loop import TRAINING_STATE
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,11 @@ class Explanation:
     convergence_delta: float
 
 
+def checkpoint_folder(checkpoint: str) -> str:
+    """The checkpoint on this machine, without the optimizer state that serving never reads."""
+    return local_checkpoint(checkpoint, exclude=(TRAINING_STATE,))
+
+
 class TextClassifier:
     """A `save_pretrained` classification checkpoint, ready for inference."""
 
@@ -38,6 +47,7 @@ class TextClassifier:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         transformers.utils.logging.disable_progress_bar()
+        checkpoint = checkpoint_folder(checkpoint)
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

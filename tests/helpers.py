@@ -24,7 +24,7 @@ def chromium() -> str:
     return path
 
 
-def tiny_sweep(tiny_model: str, storage: Path, **sections: Any) -> dict[str, Any]:
+def tiny_sweep(tiny_model: str, storage: Path | str, **sections: Any) -> dict[str, Any]:
     """A small SST-2 sweep on the tiny model; keyword arguments replace whole sections."""
     sweep: dict[str, Any] = {
         "name": "tiny",

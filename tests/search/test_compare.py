@@ -18,6 +18,7 @@ import requests
 from search.analysis import ArmResult, best_so_far_at, default_target, table, verdict
 from search.compare import arm_sweep, plan_arms
 from search.compute import CurvePoint, SampleBudget, within_budget
+from search.storage import StorageDir
 from search.sweep import parse_sweep
 from tests.conftest import REPO
 from tests.helpers import CHROMIUM_ARGS, chromium, tiny_sweep
@@ -43,7 +44,7 @@ def test_arms_put_seeds_outermost_and_default_to_the_sweeps_scheduler(tmp_path: 
 def test_an_arm_seeds_search_and_training_and_gets_enough_trials(tmp_path: Path) -> None:
     sweep = compare_sweep(tmp_path, compare={"algorithms": ["tpe"], "schedulers": ["asha"]})
     arm = plan_arms(sweep)[0]
-    one = arm_sweep(sweep, arm, BUDGET, TRAIN, tmp_path / "arms")
+    one = arm_sweep(sweep, arm, BUDGET, TRAIN, StorageDir.at(tmp_path / "arms"))
     assert (one.search.algorithm, one.search.seed, one.scheduler.name) == ("tpe", 0, "asha")
     assert one.space["seed"].args == (0,)
     assert one.search.num_samples * PER_REPORT > BUDGET  # the budget, not num_samples, ends it
@@ -52,7 +53,7 @@ def test_an_arm_seeds_search_and_training_and_gets_enough_trials(tmp_path: Path)
 
 def test_grid_search_runs_a_discretised_space(tmp_path: Path) -> None:
     sweep = compare_sweep(tmp_path, compare={"algorithms": ["grid"], "grid_points": 3})
-    grid = arm_sweep(sweep, plan_arms(sweep)[0], BUDGET, TRAIN, tmp_path / "arms")
+    grid = arm_sweep(sweep, plan_arms(sweep)[0], BUDGET, TRAIN, StorageDir.at(tmp_path / "arms"))
     learning_rates = grid.space["learning_rate"].args
     assert grid.space["learning_rate"].kind == "grid" and len(learning_rates) == 3
     assert learning_rates[0] == pytest.approx(1e-4) and learning_rates[2] == pytest.approx(3e-3)
@@ -66,7 +67,8 @@ def test_successive_halving_gets_one_bracket_sized_to_the_budget(tmp_path: Path)
         tmp_path, scheduler={"name": "successive_halving", "max_epochs": 2, "grace_period": 0.5,
                              "reduction_factor": 2},
         compare={"algorithms": ["random"]})
-    arm = arm_sweep(sweep, plan_arms(sweep)[0], 16 * PER_REPORT, TRAIN, tmp_path / "arms")
+    arms = StorageDir.at(tmp_path / "arms")
+    arm = arm_sweep(sweep, plan_arms(sweep)[0], 16 * PER_REPORT, TRAIN, arms)
     # rungs at 1, 2, 4 reports: 1 + 1/2 + 2/4 = 2 reports per started trial
     assert arm.search.num_samples == 8
 
@@ -77,7 +79,7 @@ def test_an_algorithm_that_cannot_search_the_space_fails_before_ray(tmp_path: Pa
         compare={"algorithms": ["random", "tpe"]})
     expected = "(?s)compare.algorithms: tpe cannot run.*space.learning_rate: grid values"
     with pytest.raises(UserError, match=expected):
-        arm_sweep(sweep, plan_arms(sweep)[1], BUDGET, TRAIN, tmp_path / "arms")
+        arm_sweep(sweep, plan_arms(sweep)[1], BUDGET, TRAIN, StorageDir.at(tmp_path / "arms"))
 
 
 @pytest.mark.parametrize("budget, samples", [(None, 8 * 1 * TRAIN), (5000, 5000),
@@ -170,7 +172,7 @@ def comparison(tiny_model: str, tmp_path_factory, ray_session, data_dir) -> Path
         compare={"algorithms": ["random", "tpe"], "schedulers": ["fifo", "asha"], "seeds": 2,
                  "budget": BUDGET},
     ))
-    return run_comparison(sweep)
+    return run_comparison(sweep).local
 
 
 def test_every_arm_spends_the_same_budget(comparison: Path) -> None:
@@ -248,8 +250,9 @@ def test_report_has_table_curves_and_importance(comparison: Path) -> None:
 
 def test_hpo_report_of_a_single_run(comparison: Path) -> None:
     from search.report import write_run_report
+    from search.storage import StorageDir
 
-    report = write_run_report(comparison / "arms" / "tpe-asha-seed0")
+    report = write_run_report(StorageDir.at(comparison / "arms" / "tpe-asha-seed0"))
     text = report.read_text()
     assert "Best loss" in text and "![curve.png](curve.png)" in text
     assert (report.parent / "curve.png").is_file() and (report.parent / "importance.png").is_file()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from search.runner import run_sweep
+from search.storage import StorageDir
 from search.sweep import parse_sweep
 from serve import deploy
 from tests.helpers import tiny_sweep
@@ -33,7 +34,7 @@ def service(
 ) -> dict[str, Any]:
     storage = tmp_path_factory.mktemp("serving")
     summary = run_sweep(serving_sweep(tiny_model, storage, serve_port))
-    deployment = deploy.deploy_run(Path(summary["run_dir"]))
+    deployment = deploy.deploy_run(StorageDir.at(summary["run_dir"]))
     key = deployment.key_file.read_text().strip()
     return {"url": deployment.url, "key": key, "summary": summary, "deployment": deployment,
             "storage": storage}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from search.storage import StorageDir
 from serve import gate
 from serve.model import TextClassifier
 
@@ -74,10 +75,11 @@ def test_ledger_replays_promotions_and_rollbacks(tmp_path: Path) -> None:
             validation_metric=0.8, test_metric=0.8,
         )
 
+    storage = StorageDir.at(tmp_path)
     for decision in [record("promoted", "a"), record("rejected", "b"), record("promoted", "c"),
                      record("promoted", "z", name="other"), record("promoted", "d"),
                      record("rollback", "d")]:
-        gate.append(tmp_path, decision)
-    assert [r["trial_id"] for r in gate.promoted_stack(tmp_path, "s")] == ["a", "c"]
-    assert [r["trial_id"] for r in gate.promoted_stack(tmp_path, "other")] == ["z"]
-    assert len(gate.read_ledger(tmp_path)) == 6
+        gate.append(storage, decision)
+    assert [r["trial_id"] for r in gate.promoted_stack(storage, "s")] == ["a", "c"]
+    assert [r["trial_id"] for r in gate.promoted_stack(storage, "other")] == ["z"]
+    assert len(gate.read_ledger(storage)) == 6

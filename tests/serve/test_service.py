@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from search.runner import run_sweep
+from search.storage import StorageDir
 from serve import deploy
 from tests.serve.conftest import serving_sweep
 
@@ -172,7 +172,7 @@ def test_gate_rejects_worse_promotes_better_and_rolls_back(
     def deploy_with(test_value: float, search_seed: int):
         summary = run_sweep(serving_sweep(tiny_model, storage, serve_port, search_seed))
         monkeypatch.setattr(deploy, "test_metric", lambda sweep, checkpoint: test_value)
-        return deploy.deploy_run(Path(summary["run_dir"])), summary
+        return deploy.deploy_run(StorageDir.at(summary["run_dir"])), summary
 
     worse, _ = deploy_with(live_metric - 0.2, search_seed=1)
     assert worse.decision.decision == "rejected"
@@ -183,11 +183,12 @@ def test_gate_rejects_worse_promotes_better_and_rolls_back(
     assert better.decision.decision == "promoted"
     assert info()["trial_id"] == better_summary["best"]["trial_id"]
 
-    rolled = deploy.rollback(storage, "served", serving_sweep(tiny_model, storage, serve_port).serve)
+    settings = serving_sweep(tiny_model, storage, serve_port).serve
+    rolled = deploy.rollback(StorageDir.at(storage), "served", settings)
     assert rolled.decision.decision == "rollback"
     assert info()["trial_id"] == first_trial
 
-    again = deploy.deploy_run(Path(service["summary"]["run_dir"]))  # the live model itself
+    again = deploy.deploy_run(StorageDir.at(service["summary"]["run_dir"]))  # the live model itself
     assert again.decision.decision == "unchanged"
     decisions = [json.loads(line)["decision"]
                  for line in (storage / "promotions.jsonl").read_text().splitlines()]

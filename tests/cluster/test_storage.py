@@ -1,0 +1,265 @@
+"""Runs in a bucket: `storage: s3://...` against a local S3 server (moto's server mode on
+127.0.0.1, started here and stopped by pid). A sweep writes its checkpoints, results and
+TensorBoard logs to the bucket, resumes from it after Ctrl-C on a machine with an empty cache,
+and `hpo serve` deploys its best checkpoint from it. Every `hpo` runs as a subprocess with its own
+embedded Ray, which inherits the S3 settings from the environment as a cluster's nodes would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from search.storage import StorageDir, as_location, check_writable, normalize
+from tests.conftest import REPO
+from tests.helpers import tiny_sweep, write_yaml
+from trainables.errors import UserError
+
+pytestmark = pytest.mark.usefixtures("data_dir")
+
+BUCKET = "hpo-test"
+KEYS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3() -> dict[str, str]:
+    """A moto S3 server with one bucket; yields the environment that points at it."""
+    import pyarrow.fs as pafs
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(60):
+            try:
+                requests.get(endpoint, timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        pafs.S3FileSystem(
+            endpoint_override=endpoint, access_key="test", secret_key="test",
+            region="us-east-1", allow_bucket_creation=True,
+        ).create_dir(BUCKET)
+        yield {"AWS_ENDPOINT_URL": endpoint, **KEYS}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def s3_env(s3: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The S3 settings in this process too (for reading the bucket from the test)."""
+    for key, value in s3.items():
+        monkeypatch.setenv(key, value)
+    return s3
+
+
+def _bucket(endpoint: str):
+    import pyarrow.fs as pafs
+
+    return pafs.S3FileSystem(endpoint_override=endpoint, access_key="test", secret_key="test",
+                             region="us-east-1")
+
+
+def objects(prefix: str, env: dict[str, str] | None = None) -> dict[str, int]:
+    """Every object under `bucket/prefix`: its key relative to the prefix, and its size."""
+    import pyarrow.fs as pafs
+
+    fs = _bucket((env or os.environ)["AWS_ENDPOINT_URL"])
+    root = f"{BUCKET}/{prefix}"
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    return {i.path[len(root) + 1:]: i.size for i in infos if i.type == pafs.FileType.File}
+
+
+def read_object(key: str, env: dict[str, str] | None = None) -> bytes:
+    fs = _bucket((env or os.environ)["AWS_ENDPOINT_URL"])
+    with fs.open_input_stream(f"{BUCKET}/{key}") as handle:
+        return handle.read()
+
+
+def hpo_command(*args: str, env: dict[str, str], cache: Path) -> tuple[list[str], dict[str, str]]:
+    return [sys.executable, "-m", "search.cli", *args], {
+        **os.environ, **env, "HPO_CACHE": str(cache), "PYTHONPATH": str(REPO),
+        "PYTHONUNBUFFERED": "1", "COLUMNS": "200",
+    }
+
+
+def hpo(*args: str, env: dict[str, str], cache: Path) -> subprocess.CompletedProcess:
+    command, environment = hpo_command(*args, env=env, cache=cache)
+    return subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True,
+                          timeout=400)
+
+
+# --- the storage helpers ---------------------------------------------------------------------
+
+def test_locations_and_user_errors(tmp_path: Path, s3_env: dict[str, str]) -> None:
+    assert normalize("s3://b/runs/") == "s3://b/runs"
+    assert normalize(tmp_path / "a" / ".." / "b") == str(tmp_path / "b")
+    with pytest.raises(UserError, match="AWS_ENDPOINT_URL"):
+        normalize("s3://b/runs?endpoint_override=localhost:9000")
+    with pytest.raises(UserError, match="the bucket 'no-such-bucket' does not exist"):
+        check_writable("s3://no-such-bucket/runs")
+    check_writable(f"s3://{BUCKET}/runs")
+
+    import pyarrow.fs as pafs
+
+    assert as_location(pafs.LocalFileSystem(), "/x/checkpoint_000001") == "/x/checkpoint_000001"
+    fs, path = pafs.FileSystem.from_uri(f"s3://{BUCKET}/runs/x")
+    assert as_location(fs, path) == f"s3://{BUCKET}/runs/x"
+
+
+def test_push_uploads_named_files_and_pull_mirrors_the_bucket(
+    tmp_path: Path, s3_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HPO_CACHE", str(tmp_path / "cache"))
+    folder = StorageDir.at(f"s3://{BUCKET}/helpers/run")
+    assert folder.remote and folder.name == "run" and folder.parent.location.endswith("helpers")
+    folder.start_fresh()
+    (folder.local / "summary.json").write_text("{}")
+    (folder.local / "logs").mkdir()
+    (folder.local / "logs" / "old").write_text("old")
+    folder.push("summary.json", "logs", "missing.txt")
+    assert objects("helpers/run") == {"summary.json": 2, "logs/old": 3}
+
+    later = time.time()
+    (folder.local / "logs" / "new").write_text("new!")
+    (folder.local / "scratch").write_text("never pushed")
+    os.utime(folder.local / "logs" / "old", (later - 60, later - 60))
+    (folder.local / "logs" / "old").write_text("changed")  # written after `later`: pushed
+    os.utime(folder.local / "logs" / "old", (later - 60, later - 60))  # ...unless older
+    folder.push("logs", since=later)
+    assert objects("helpers/run") == {"summary.json": 2, "logs/old": 3, "logs/new": 4}
+
+    monkeypatch.setenv("HPO_CACHE", str(tmp_path / "other-machine"))
+    assert not folder.local.exists()
+    folder.pull("summary.json", "logs", "trials.csv")
+    assert (folder.local / "summary.json").read_text() == "{}"
+    assert sorted(p.name for p in (folder.local / "logs").iterdir()) == ["new", "old"]
+    assert not (folder.local / "trials.csv").exists()
+
+    folder.child("checkpoint_1").start_fresh()
+    (folder.local / "checkpoint_1" / "training_state.pt").write_text("x")
+    folder.child("checkpoint_1").push("training_state.pt")
+    folder.remove_files("training_state.pt")
+    assert "checkpoint_1/training_state.pt" not in objects("helpers/run")
+
+
+# --- a sweep in the bucket -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bucket_run(s3: dict[str, str], tiny_model: str, tmp_path_factory) -> dict:
+    """`hpo run` to s3://, Ctrl-C after the first evaluation, then `hpo resume` from another
+    cache (as on another machine) to the end."""
+    folder = tmp_path_factory.mktemp("bucket-run")
+    tree = tiny_sweep(
+        tiny_model, f"s3://{BUCKET}/runs",
+        search={"algorithm": "random", "num_samples": 3, "max_concurrent": 1},
+        scheduler={"name": "fifo", "max_epochs": 2},
+    )
+    sweep = write_yaml(folder / "sweep.yaml", tree)
+    command, environment = hpo_command("run", str(sweep), "--no-serve", env=s3,
+                                       cache=folder / "cache-1")
+    process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:  # ConsoleProgress prints a line per evaluation
+        if " epoch 0.50 " in line:
+            break
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    interrupted = {"returncode": process.returncode, "stderr": stderr,
+                   "objects": objects("runs/tiny", s3)}
+    resumed = hpo("resume", f"s3://{BUCKET}/runs/tiny", "--no-serve", env=s3,
+                  cache=folder / "cache-2")
+    return {"folder": folder, "interrupted": interrupted, "resumed": resumed}
+
+
+def test_interrupted_sweep_leaves_its_state_in_the_bucket(bucket_run: dict) -> None:
+    interrupted = bucket_run["interrupted"]
+    assert interrupted["returncode"] == 130, interrupted["stderr"]
+    assert f"hpo resume s3://{BUCKET}/runs/tiny" in interrupted["stderr"]
+    keys = interrupted["objects"]
+    assert "sweep.yaml" in keys and "tuner.pkl" in keys
+    assert any(k.startswith("experiment_state-") for k in keys)
+    assert "summary.json" not in keys
+
+
+def test_resumed_sweep_writes_results_checkpoints_and_logs_to_the_bucket(
+    bucket_run: dict, s3_env: dict[str, str]
+) -> None:
+    resumed = bucket_run["resumed"]
+    assert resumed.returncode == 0, resumed.stderr
+    keys = objects("runs/tiny")
+    summary = json.loads(read_object("runs/tiny/summary.json"))
+    assert summary["num_trials"] == 3 and summary["trial_states"] == {"completed": 3}
+    assert summary["run_dir"] == f"s3://{BUCKET}/runs/tiny"
+    prefix = f"s3://{BUCKET}/runs/tiny/"
+    best = summary["best"]["checkpoint"]
+    assert best.startswith(prefix)
+    assert {f"{best[len(prefix):]}/{name}" for name in
+            ("model.safetensors", "config.json", "tokenizer.json")} <= set(keys)
+    assert {"trials.csv", "trials.json", "curve.csv", "sweep.yaml"} <= set(keys)
+    trial_logs = {k.split("/")[2] for k in keys if k.startswith("tensorboard/trials/")}
+    assert len(trial_logs) == 3  # one TensorBoard run per trial, before and after the resume
+    assert any(k.startswith("tensorboard/search/events.out.tfevents") for k in keys)
+
+
+def test_status_and_best_read_the_bucket(bucket_run: dict, s3: dict[str, str]) -> None:
+    cache = bucket_run["folder"] / "cache-3"
+    best = hpo("best", f"s3://{BUCKET}/runs/tiny", "--json", env=s3, cache=cache)
+    assert best.returncode == 0, best.stderr
+    summary = json.loads(read_object("runs/tiny/summary.json", s3))
+    assert json.loads(best.stdout) == summary["best"]
+    status = hpo("status", f"s3://{BUCKET}/runs/tiny", "--no-watch", env=s3, cache=cache)
+    assert status.returncode == 0, status.stderr
+    assert "3/3 trials (3 completed)" in status.stdout and "finished" in status.stdout
+
+
+def test_hpo_serve_deploys_a_ray_train_checkpoint_from_the_bucket(
+    s3: dict[str, str], tiny_model: str, tmp_path: Path
+) -> None:
+    """Ray Train reports checkpoint paths without the s3:// scheme; the summary gets it back,
+    and `hpo serve` on a machine with an empty cache downloads and serves that checkpoint."""
+    tree = tiny_sweep(
+        tiny_model, f"s3://{BUCKET}/served",
+        name="served", search={"algorithm": "random", "num_samples": 1, "max_concurrent": 1},
+        train={"evals_per_epoch": 1, "cpus_per_worker": 1, "launcher": "ray_train"},
+        serve={"port": free_port(), "smoke_test": ["a fine film", "a dull film"]},
+    )
+    sweep = write_yaml(tmp_path / "sweep.yaml", tree)
+    ran = hpo("run", str(sweep), "--no-serve", env=s3, cache=tmp_path / "cache-1")
+    assert ran.returncode == 0, ran.stderr
+    summary = json.loads(read_object("served/served/summary.json", s3))
+    assert summary["launcher"] == "ray_train"
+    assert summary["best"]["checkpoint"].startswith(f"s3://{BUCKET}/served/served/train_runs/")
+
+    served = hpo("serve", f"s3://{BUCKET}/served/served", "--no-keep-serving", env=s3,
+                 cache=tmp_path / "cache-2")
+    assert served.returncode == 0, served.stderr
+    assert "gate: promoted" in served.stdout
+    assert "'a fine film' -> " in served.stdout and "'a dull film' -> " in served.stdout
+    downloaded = list((tmp_path / "cache-2" / "checkpoints").rglob("model.safetensors"))
+    assert len(downloaded) == 1
+    assert not list((tmp_path / "cache-2").rglob("training_state.pt"))  # serving never needs it
+    ledger = [json.loads(line) for line in
+              read_object("served/promotions.jsonl", s3).decode().splitlines()]
+    assert [(e["decision"], e["checkpoint"]) for e in ledger] == [
+        ("promoted", summary["best"]["checkpoint"])]
+    assert "api_key" not in objects("served", s3)  # the key never goes to the bucket
