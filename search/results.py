@@ -39,7 +39,7 @@ class TrialRecord:
     best_metrics: dict[str, float] = field(default_factory=dict)
     best_checkpoint: str | None = None
     time_s: float = 0.0
-    node: str | None = None  # the Ray node id of its last report
+    node: str | None = None  # the Ray node ids of its workers (comma-separated), last report
     error: str | None = None
 
 
@@ -48,12 +48,16 @@ def better(a: float, b: float, mode: str) -> bool:
     return a > b if mode == "max" else a < b
 
 
+def _has_value(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
 def best_row(rows: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any] | None:
     """The report with the best value of `metric` (the earliest among equals)."""
     best = None
     for row in rows:
         value = row.get(metric)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if not _has_value(value):
             continue
         if best is None or better(value, best[metric], mode):
             best = row
@@ -107,9 +111,14 @@ def make_record(
         record.node = last.get("node_id") if isinstance(last.get("node_id"), str) else None
     record.state = _state(status, record.epochs >= max_epochs - 1e-6, sweep_over)
     # Tune keeps the best checkpoint by score (ties go to the later one) and the latest, so the
-    # trial's best is taken among the reports whose checkpoint was kept.
-    with_checkpoint = [row for row in rows if _checkpoint_for(row, checkpoints)]
-    best = best_row(with_checkpoint, metric, mode) or best_row(rows, metric, mode)
+    # trial's best is its best report whose checkpoint was kept (checked best first: in a
+    # bucket, each check is a request).
+    ranked = sorted(
+        (row for row in rows if _has_value(row.get(metric))),
+        key=lambda row: row[metric] if mode == "min" else -row[metric],
+    )
+    best = next((row for row in ranked if _checkpoint_for(row, checkpoints)), None)
+    best = best or best_row(rows, metric, mode)
     if best is not None:
         record.best_metric = float(best[metric])
         record.best_epoch = float(best.get("epoch", 0.0))

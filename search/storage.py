@@ -13,6 +13,7 @@ Endpoints and credentials come from the environment, as for every AWS or GCP too
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import shutil
@@ -47,6 +48,14 @@ def join(location: str, *parts: str) -> str:
     return posixpath.join(location, *parts) if is_remote(location) else str(Path(location, *parts))
 
 
+@functools.lru_cache(maxsize=16)
+def _bucket_filesystem(bucket_uri: str, endpoint: str | None):
+    """One filesystem per bucket (and endpoint): making one resolves credentials and region."""
+    import pyarrow.fs as pafs
+
+    return pafs.FileSystem.from_uri(bucket_uri)[0]
+
+
 def filesystem(location: str):
     """The pyarrow filesystem of a location, and the location's path on it."""
     import pyarrow
@@ -54,10 +63,13 @@ def filesystem(location: str):
 
     if not is_remote(location):
         return pafs.LocalFileSystem(), str(location)
+    parts = urlsplit(location)
     try:
-        return pafs.FileSystem.from_uri(location)
+        fs = _bucket_filesystem(f"{parts.scheme}://{parts.netloc}",
+                                os.environ.get("AWS_ENDPOINT_URL"))
     except (pyarrow.ArrowException, OSError) as err:
         raise UserError(f"{location}: cannot open this storage ({err})") from None
+    return fs, f"{parts.netloc}{parts.path}".rstrip("/")
 
 
 def as_location(fs, path: str) -> str:
@@ -151,13 +163,17 @@ def local_checkpoint(location: str, exclude: tuple[str, ...] = ()) -> str:
     cache, downloaded once (a serving replica on any node calls this)."""
     if not is_remote(location):
         return location
-    target = cache_root() / "checkpoints" / str(mirror_of(location).relative_to(
-        cache_root() / "storage"))
-    complete = target / ".complete"
-    if not complete.is_file():
-        shutil.rmtree(target, ignore_errors=True)
-        download(location, target, exclude)
-        complete.touch()
+    mirror = mirror_of(location).relative_to(cache_root() / "storage")
+    target = cache_root() / "checkpoints" / mirror
+    if not target.is_dir():
+        # replicas on one node may fetch at once: each downloads aside, the first rename wins
+        partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        download(location, partial, exclude)
+        try:
+            partial.rename(target)
+        except OSError:
+            shutil.rmtree(partial)
     return str(target)
 
 

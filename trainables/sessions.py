@@ -75,6 +75,18 @@ class RayTrainSession:
         self.world_rank = context.get_world_rank()
         self.world_size = context.get_world_size()
         self.device = ray.train.torch.get_device()
+        self.nodes = self._worker_nodes()
+
+    def _worker_nodes(self) -> str:
+        """The Ray nodes of all workers, in rank order without repeats: rank 0 reports them, so
+        trials.csv shows which nodes a DDP trial spanned."""
+        import torch.distributed as dist
+
+        nodes = [_node_id()]
+        if dist.is_initialized() and self.world_size > 1:
+            nodes = [None] * self.world_size
+            dist.all_gather_object(nodes, _node_id())
+        return ",".join(dict.fromkeys(nodes))
 
     def restored_checkpoint(self) -> str | None:
         import ray.train
@@ -85,5 +97,5 @@ class RayTrainSession:
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         import ray.train
 
-        metrics = {**metrics, "node_id": _node_id()}
+        metrics = {**metrics, "node_id": self.nodes}
         ray.train.report(metrics, checkpoint=_train_checkpoint(checkpoint_dir))

@@ -77,6 +77,28 @@ def test_resources_per_worker_pin_trials_to_a_node(
     assert set(trials.node) == {cluster_nodes(started.address)["2"]}
 
 
+def test_a_ddp_trial_spreads_its_workers_over_both_nodes(
+    cluster, tiny_model: str, tmp_path: Path
+) -> None:
+    """Two Ray Train workers (DDP over gloo) with the spread strategy: one on each worker
+    node. Half a CPU each, as the trial itself holds a sliver of one node's CPU."""
+    started, _ = cluster
+    tree = tiny_sweep(tiny_model, tmp_path / "runs",
+                      search={"algorithm": "random", "num_samples": 1, "max_concurrent": 1},
+                      train={"evals_per_epoch": 1, "cpus_per_worker": 1, "workers": 2,
+                             "launcher": "ray_train", "placement_strategy": "spread",
+                             "resources_per_worker": {"CPU": 0.5}})
+    result = hpo("run", str(write_yaml(tmp_path / "sweep.yaml", tree)), "--address",
+                 started.address, "--no-serve")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trials = pd.read_csv(tmp_path / "runs" / "tiny" / "trials.csv")
+    assert list(trials.state) == ["completed"]
+    spanned = trials.node[0].split(",")
+    print("the DDP trial's workers ran on nodes:", spanned)
+    nodes = cluster_nodes(started.address)
+    assert sorted(spanned) == sorted([nodes["1"], nodes["2"]])
+
+
 def test_a_submitted_sweep_finishes_as_a_ray_job(cluster, tiny_model: str, tmp_path: Path) -> None:
     started, _ = cluster
     result = hpo("submit", str(sweep_file(tiny_model, tmp_path)), "--address", started.dashboard,
