@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +59,54 @@ def tiny_sweep(tiny_model: str, storage: Path | str, **sections: Any) -> dict[st
 def write_yaml(path: Path, tree: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(tree, sort_keys=False))
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@contextlib.contextmanager
+def local_s3_server(bucket: str) -> Iterator[dict[str, str]]:
+    """moto's S3 server on 127.0.0.1 with one bucket; yields the environment that points AWS
+    clients (pyarrow, and Ray through it) at it, and stops the server by pid at the end."""
+    import pyarrow.fs as pafs
+    import requests
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                requests.get(endpoint, timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        pafs.S3FileSystem(
+            endpoint_override=endpoint, access_key="test", secret_key="test",
+            region="us-east-1", allow_bucket_creation=True,
+        ).create_dir(bucket)
+        yield {"AWS_ENDPOINT_URL": endpoint, **S3_KEYS}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def bucket_objects(env: dict[str, str], bucket: str, prefix: str) -> dict[str, int]:
+    """Every object under `bucket/prefix`: its key relative to the prefix, and its size."""
+    import pyarrow.fs as pafs
+
+    fs = pafs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], access_key="test",
+                           secret_key="test", region="us-east-1")
+    root = f"{bucket}/{prefix}"
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    return {i.path[len(root) + 1:]: i.size for i in infos if i.type == pafs.FileType.File}

@@ -9,88 +9,47 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from search.storage import StorageDir, as_location, check_writable, normalize
 from tests.conftest import REPO
-from tests.helpers import tiny_sweep, write_yaml
+from tests.helpers import bucket_objects, free_port, local_s3_server, tiny_sweep, write_yaml
 from trainables.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("data_dir")
 
 BUCKET = "hpo-test"
-KEYS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
-def s3() -> dict[str, str]:
-    """A moto S3 server with one bucket; yields the environment that points at it."""
-    import pyarrow.fs as pafs
-
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(60):
-            try:
-                requests.get(endpoint, timeout=2)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        pafs.S3FileSystem(
-            endpoint_override=endpoint, access_key="test", secret_key="test",
-            region="us-east-1", allow_bucket_creation=True,
-        ).create_dir(BUCKET)
-        yield {"AWS_ENDPOINT_URL": endpoint, **KEYS}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+def s3() -> Iterator[dict[str, str]]:
+    with local_s3_server(BUCKET) as env:
+        yield env
 
 
 @pytest.fixture
 def s3_env(s3: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The S3 settings in this process too (for reading the bucket from the test)."""
+    """The S3 settings in this process too (for the storage helpers)."""
     for key, value in s3.items():
         monkeypatch.setenv(key, value)
     return s3
 
 
-def _bucket(endpoint: str):
+def objects(prefix: str, env: dict[str, str]) -> dict[str, int]:
+    return bucket_objects(env, BUCKET, prefix)
+
+
+def read_object(key: str, env: dict[str, str]) -> bytes:
     import pyarrow.fs as pafs
 
-    return pafs.S3FileSystem(endpoint_override=endpoint, access_key="test", secret_key="test",
-                             region="us-east-1")
-
-
-def objects(prefix: str, env: dict[str, str] | None = None) -> dict[str, int]:
-    """Every object under `bucket/prefix`: its key relative to the prefix, and its size."""
-    import pyarrow.fs as pafs
-
-    fs = _bucket((env or os.environ)["AWS_ENDPOINT_URL"])
-    root = f"{BUCKET}/{prefix}"
-    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
-    return {i.path[len(root) + 1:]: i.size for i in infos if i.type == pafs.FileType.File}
-
-
-def read_object(key: str, env: dict[str, str] | None = None) -> bytes:
-    fs = _bucket((env or os.environ)["AWS_ENDPOINT_URL"])
+    fs = pafs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], access_key="test",
+                           secret_key="test", region="us-east-1")
     with fs.open_input_stream(f"{BUCKET}/{key}") as handle:
         return handle.read()
 
@@ -137,16 +96,16 @@ def test_push_uploads_named_files_and_pull_mirrors_the_bucket(
     (folder.local / "logs").mkdir()
     (folder.local / "logs" / "old").write_text("old")
     folder.push("summary.json", "logs", "missing.txt")
-    assert objects("helpers/run") == {"summary.json": 2, "logs/old": 3}
+    assert objects("helpers/run", s3_env) == {"summary.json": 2, "logs/old": 3}
 
-    later = time.time()
+    since = time.time()
     (folder.local / "logs" / "new").write_text("new!")
+    stale = folder.local / "logs" / "old"
+    stale.write_text("changed")
+    os.utime(stale, (since - 60, since - 60))  # dated before `since`: not uploaded again
     (folder.local / "scratch").write_text("never pushed")
-    os.utime(folder.local / "logs" / "old", (later - 60, later - 60))
-    (folder.local / "logs" / "old").write_text("changed")  # written after `later`: pushed
-    os.utime(folder.local / "logs" / "old", (later - 60, later - 60))  # ...unless older
-    folder.push("logs", since=later)
-    assert objects("helpers/run") == {"summary.json": 2, "logs/old": 3, "logs/new": 4}
+    folder.push("logs", since=since)
+    assert objects("helpers/run", s3_env) == {"summary.json": 2, "logs/old": 3, "logs/new": 4}
 
     monkeypatch.setenv("HPO_CACHE", str(tmp_path / "other-machine"))
     assert not folder.local.exists()
@@ -159,7 +118,7 @@ def test_push_uploads_named_files_and_pull_mirrors_the_bucket(
     (folder.local / "checkpoint_1" / "training_state.pt").write_text("x")
     folder.child("checkpoint_1").push("training_state.pt")
     folder.remove_files("training_state.pt")
-    assert "checkpoint_1/training_state.pt" not in objects("helpers/run")
+    assert "checkpoint_1/training_state.pt" not in objects("helpers/run", s3_env)
 
 
 # --- a sweep in the bucket -------------------------------------------------------------------
@@ -202,12 +161,15 @@ def test_interrupted_sweep_leaves_its_state_in_the_bucket(bucket_run: dict) -> N
 
 
 def test_resumed_sweep_writes_results_checkpoints_and_logs_to_the_bucket(
-    bucket_run: dict, s3_env: dict[str, str]
+    bucket_run: dict, s3: dict[str, str]
 ) -> None:
     resumed = bucket_run["resumed"]
     assert resumed.returncode == 0, resumed.stderr
-    keys = objects("runs/tiny")
-    summary = json.loads(read_object("runs/tiny/summary.json"))
+    keys = objects("runs/tiny", s3)
+    print(f"objects in s3://{BUCKET}/runs/tiny/:")
+    for key, size in sorted(keys.items()):
+        print(f"{size:>10,}  {key}")
+    summary = json.loads(read_object("runs/tiny/summary.json", s3))
     assert summary["num_trials"] == 3 and summary["trial_states"] == {"completed": 3}
     assert summary["run_dir"] == f"s3://{BUCKET}/runs/tiny"
     prefix = f"s3://{BUCKET}/runs/tiny/"
