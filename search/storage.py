@@ -79,7 +79,7 @@ def as_location(fs, path: str) -> str:
     return f"{scheme}://{path}" if scheme and "://" not in path else path
 
 
-def _file_type(location: str):
+def _remote_file_type(location: str):
     fs, path = filesystem(location)
     try:
         return fs.get_file_info(path).type
@@ -90,13 +90,17 @@ def _file_type(location: str):
 def exists(location: str) -> bool:
     import pyarrow.fs as pafs
 
-    return _file_type(location) != pafs.FileType.NotFound
+    if not is_remote(location):
+        return os.path.exists(location)
+    return _remote_file_type(location) != pafs.FileType.NotFound
 
 
 def is_dir(location: str) -> bool:
     import pyarrow.fs as pafs
 
-    return _file_type(location) == pafs.FileType.Directory
+    if not is_remote(location):
+        return os.path.isdir(location)
+    return _remote_file_type(location) == pafs.FileType.Directory
 
 
 def check_writable(location: str) -> None:
