@@ -150,8 +150,11 @@ def evaluate(
     return compute_metrics(all_logits[np.argsort(order)], split.labels)
 
 
-def _save_checkpoint(folder: str, model, tokenizer, optimizer, scheduler, step: int) -> None:
-    """A `save_pretrained` folder (pipeline-ready) plus what resuming needs."""
+def _save_checkpoint(
+    folder: str, model, tokenizer, optimizer, scheduler, step: int, metrics: dict[str, float]
+) -> None:
+    """A `save_pretrained` folder (pipeline-ready) plus what resuming needs, and the metrics
+    reported with it."""
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     torch.save(
@@ -160,17 +163,19 @@ def _save_checkpoint(folder: str, model, tokenizer, optimizer, scheduler, step: 
             "scheduler": scheduler.state_dict(),
             "step": step,
             "torch_rng": torch.get_rng_state(),
+            "metrics": metrics,
         },
         os.path.join(folder, TRAINING_STATE),
     )
 
 
-def _restore_training_state(folder: str, optimizer, scheduler) -> int:
+def _restore_training_state(folder: str, optimizer, scheduler) -> tuple[int, dict[str, float]]:
+    """The step to go on from, and the metrics reported with the checkpoint."""
     state = torch.load(os.path.join(folder, TRAINING_STATE), weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
-    return int(state["step"])
+    return int(state["step"]), state.get("metrics", {})
 
 
 def _mean_across_ranks(total: float, count: int, session: TrialSession) -> float:
@@ -248,7 +253,14 @@ def train_model(
     plan = StepPlan.make(len(data.train), hp.batch_size, job)
     optimizer = _optimizer(model, hp)
     scheduler = _lr_scheduler(optimizer, hp, plan)
-    step = 0 if restored is None else _restore_training_state(restored, optimizer, scheduler)
+    step, reported = 0, {}
+    if restored is not None:
+        step, reported = _restore_training_state(restored, optimizer, scheduler)
+    if step >= plan.total_steps:
+        # Ray Train saved the final checkpoint of a trial that was interrupted before Tune
+        # received its last report: report it again, or the trial would end without it.
+        session.report(reported, restored if session.world_rank == 0 else None)
+        return
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
 
     model.train()
@@ -286,7 +298,7 @@ def train_model(
         )
         if session.world_rank == 0:
             with tempfile.TemporaryDirectory(prefix="hpo-checkpoint-") as folder:
-                _save_checkpoint(folder, model, tokenizer, optimizer, scheduler, step)
+                _save_checkpoint(folder, model, tokenizer, optimizer, scheduler, step, metrics)
                 session.report(metrics, folder)
         else:
             session.report(metrics, None)

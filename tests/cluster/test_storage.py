@@ -126,12 +126,14 @@ def test_push_uploads_named_files_and_pull_mirrors_the_bucket(
 @pytest.fixture(scope="module")
 def bucket_run(s3: dict[str, str], tiny_model: str, tmp_path_factory) -> dict:
     """`hpo run` to s3://, Ctrl-C after the first evaluation, then `hpo resume` from another
-    cache (as on another machine) to the end."""
+    cache (as on another machine) to the end. Trials run in Ray Train, whose runs (and their
+    checkpoints) live in the bucket too and resume from it."""
     folder = tmp_path_factory.mktemp("bucket-run")
     tree = tiny_sweep(
         tiny_model, f"s3://{BUCKET}/runs",
-        search={"algorithm": "random", "num_samples": 3, "max_concurrent": 1},
-        scheduler={"name": "fifo", "max_epochs": 2},
+        search={"algorithm": "random", "num_samples": 2, "max_concurrent": 1},
+        train={"evals_per_epoch": 2, "cpus_per_worker": 1, "launcher": "ray_train"},
+        serve={"port": free_port(), "smoke_test": ["a fine film", "a dull film"]},
     )
     sweep = write_yaml(folder / "sweep.yaml", tree)
     command, environment = hpo_command("run", str(sweep), "--no-serve", env=s3,
@@ -170,16 +172,23 @@ def test_resumed_sweep_writes_results_checkpoints_and_logs_to_the_bucket(
     for key, size in sorted(keys.items()):
         print(f"{size:>10,}  {key}")
     summary = json.loads(read_object("runs/tiny/summary.json", s3))
-    assert summary["num_trials"] == 3 and summary["trial_states"] == {"completed": 3}
+    assert summary["num_trials"] == 2 and summary["trial_states"] == {"completed": 2}
     assert summary["run_dir"] == f"s3://{BUCKET}/runs/tiny"
-    prefix = f"s3://{BUCKET}/runs/tiny/"
+    assert summary["launcher"] == "ray_train"
+    # Ray Train reports checkpoint paths without the scheme; the summary has it back
+    prefix = f"s3://{BUCKET}/runs/tiny/train_runs/"
     best = summary["best"]["checkpoint"]
     assert best.startswith(prefix)
-    assert {f"{best[len(prefix):]}/{name}" for name in
+    assert {f"train_runs/{best[len(prefix):]}/{name}" for name in
             ("model.safetensors", "config.json", "tokenizer.json")} <= set(keys)
     assert {"trials.csv", "trials.json", "curve.csv", "sweep.yaml"} <= set(keys)
+    # Tune restarts the interrupted trial afresh (it has no Tune checkpoint) and Ray Train
+    # resumes its run from the bucket: the trial reports only what was left, the end of its
+    # epoch (once); trained from scratch, it would report twice again.
+    trials = json.loads(read_object("runs/tiny/trials.json", s3))
+    assert [(t["epochs"], t["reports"]) for t in trials] == [(1.0, 1), (1.0, 2)]
     trial_logs = {k.split("/")[2] for k in keys if k.startswith("tensorboard/trials/")}
-    assert len(trial_logs) == 3  # one TensorBoard run per trial, before and after the resume
+    assert len(trial_logs) == 2  # one TensorBoard run per trial, before and after the resume
     assert any(k.startswith("tensorboard/search/events.out.tfevents") for k in keys)
 
 
@@ -191,37 +200,21 @@ def test_status_and_best_read_the_bucket(bucket_run: dict, s3: dict[str, str]) -
     assert json.loads(best.stdout) == summary["best"]
     status = hpo("status", f"s3://{BUCKET}/runs/tiny", "--no-watch", env=s3, cache=cache)
     assert status.returncode == 0, status.stderr
-    assert "3/3 trials (3 completed)" in status.stdout and "finished" in status.stdout
+    assert "2/2 trials (2 completed)" in status.stdout and "finished" in status.stdout
 
 
-def test_hpo_serve_deploys_a_ray_train_checkpoint_from_the_bucket(
-    s3: dict[str, str], tiny_model: str, tmp_path: Path
-) -> None:
-    """Ray Train reports checkpoint paths without the s3:// scheme; the summary gets it back,
-    and `hpo serve` on a machine with an empty cache downloads and serves that checkpoint."""
-    tree = tiny_sweep(
-        tiny_model, f"s3://{BUCKET}/served",
-        name="served", search={"algorithm": "random", "num_samples": 1, "max_concurrent": 1},
-        train={"evals_per_epoch": 1, "cpus_per_worker": 1, "launcher": "ray_train"},
-        serve={"port": free_port(), "smoke_test": ["a fine film", "a dull film"]},
-    )
-    sweep = write_yaml(tmp_path / "sweep.yaml", tree)
-    ran = hpo("run", str(sweep), "--no-serve", env=s3, cache=tmp_path / "cache-1")
-    assert ran.returncode == 0, ran.stderr
-    summary = json.loads(read_object("served/served/summary.json", s3))
-    assert summary["launcher"] == "ray_train"
-    assert summary["best"]["checkpoint"].startswith(f"s3://{BUCKET}/served/served/train_runs/")
-
-    served = hpo("serve", f"s3://{BUCKET}/served/served", "--no-keep-serving", env=s3,
-                 cache=tmp_path / "cache-2")
+def test_hpo_serve_deploys_from_the_bucket(bucket_run: dict, s3: dict[str, str]) -> None:
+    """`hpo serve` on a machine with an empty cache downloads the best checkpoint (without its
+    optimizer state), gates it, serves it, and records the promotion in the bucket."""
+    cache = bucket_run["folder"] / "cache-4"
+    served = hpo("serve", f"s3://{BUCKET}/runs/tiny", "--no-keep-serving", env=s3, cache=cache)
     assert served.returncode == 0, served.stderr
     assert "gate: promoted" in served.stdout
     assert "'a fine film' -> " in served.stdout and "'a dull film' -> " in served.stdout
-    downloaded = list((tmp_path / "cache-2" / "checkpoints").rglob("model.safetensors"))
-    assert len(downloaded) == 1
-    assert not list((tmp_path / "cache-2").rglob("training_state.pt"))  # serving never needs it
+    assert len(list((cache / "checkpoints").rglob("model.safetensors"))) == 1
+    assert not list(cache.rglob("training_state.pt"))  # serving never needs it
+    best = json.loads(read_object("runs/tiny/summary.json", s3))["best"]["checkpoint"]
     ledger = [json.loads(line) for line in
-              read_object("served/promotions.jsonl", s3).decode().splitlines()]
-    assert [(e["decision"], e["checkpoint"]) for e in ledger] == [
-        ("promoted", summary["best"]["checkpoint"])]
-    assert "api_key" not in objects("served", s3)  # the key never goes to the bucket
+              read_object("runs/promotions.jsonl", s3).decode().splitlines()]
+    assert [(e["decision"], e["checkpoint"]) for e in ledger] == [("promoted", best)]
+    assert "api_key" not in objects("runs", s3)  # the key never goes to the bucket

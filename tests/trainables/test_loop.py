@@ -117,6 +117,24 @@ def test_resume_continues_epochs_and_optimizer_state(
     assert steps == {20}  # AdamW moments carried over the resume
 
 
+def test_resuming_a_finished_trial_reports_its_last_result_again(
+    tiny_model: str, sst2_slice: EncodedData, tmp_path: Path
+) -> None:
+    """Ray Train may keep a final checkpoint whose report Tune never got (Ctrl-C in between):
+    restored from it, the loop trains no further and reports that result once more."""
+    hp = Hyperparameters(learning_rate=1e-3, batch_size=16)
+    job = job_for(tiny_model, max_epochs=1, evals_per_epoch=1)
+    finished = RecordingSession(tmp_path / "finished")
+    train_model(hp, job, sst2_slice, finished)
+
+    again = RecordingSession(tmp_path / "again", restore_from=finished.checkpoints[-1])
+    train_model(hp, job, sst2_slice, again)
+    assert again.reports == finished.reports
+    weights = "model.safetensors"
+    assert (Path(again.checkpoints[0]) / weights).read_bytes() == (
+        Path(finished.checkpoints[0]) / weights).read_bytes()
+
+
 def test_string_labels_reach_the_checkpoint_config(
     tiny_model: str, data_dir: Path, tmp_path: Path
 ) -> None:
