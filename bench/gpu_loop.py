@@ -31,6 +31,7 @@ class DeviceProbe:
 
     world_rank = 0
     world_size = 1
+    checkpoints_ahead_of_tune = False
 
     def __init__(self, device: torch.device) -> None:
         self.device = device

@@ -30,7 +30,7 @@ from search.results import (
 )
 from search.schedulers import Budget
 from search.space import to_tune_space
-from search.storage import StorageDir, check_writable
+from search.storage import StorageDir, check_bucket
 from search.sweep import Sweep, load_sweep, sweep_to_yaml
 from search.tensorboard import TENSORBOARD, TensorBoardLayout, TensorBoardLogger
 from trainables.data import load_splits
@@ -220,7 +220,7 @@ def new_run_dir(sweep: Sweep, name: str | None = None) -> StorageDir:
     """`<storage>/<name>` (the sweep's name by default), or `<name>-2`, `-3`... when an earlier
     run holds that name."""
     storage = StorageDir.at(sweep.storage)
-    check_writable(storage.location)
+    check_bucket(storage.location)
     name = name or sweep.name
     run, suffix = storage.child(name), 1
     while run.exists():

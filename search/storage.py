@@ -103,9 +103,9 @@ def is_dir(location: str) -> bool:
     return _remote_file_type(location) == pafs.FileType.Directory
 
 
-def check_writable(location: str) -> None:
+def check_bucket(location: str) -> None:
     """Fails early, with a message, where Ray would fail deep inside Tune: a bucket that does
-    not exist, or credentials that cannot reach it."""
+    not exist, or credentials that cannot see it."""
     if not is_remote(location):
         return
     parts = urlsplit(location)
@@ -141,8 +141,11 @@ def _files_under(fs, path: str) -> list[str]:
     return [info.path for info in infos if info.type == pafs.FileType.File]
 
 
-def download(location: str, target: Path, exclude: tuple[str, ...] = ()) -> None:
-    """Copies a remote file or folder to `target`, leaving out files named in `exclude`."""
+def download(
+    location: str, target: Path, exclude: tuple[str, ...] = (), skip_existing: bool = False
+) -> None:
+    """Copies a remote file or folder to `target`, leaving out files named in `exclude` (and
+    with `skip_existing`, files that `target` already has)."""
     import pyarrow.fs as pafs
 
     fs, path = filesystem(location)
@@ -156,6 +159,8 @@ def download(location: str, target: Path, exclude: tuple[str, ...] = ()) -> None
             if posixpath.basename(file) in exclude:
                 continue
             destination = target / posixpath.relpath(file, path)
+            if skip_existing and destination.exists():
+                continue
             destination.parent.mkdir(parents=True, exist_ok=True)
             _copy(file, str(destination), fs, local)
     except OSError as err:
@@ -174,10 +179,12 @@ def local_checkpoint(location: str, exclude: tuple[str, ...] = ()) -> str:
         partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
         download(location, partial, exclude)
+        if not partial.is_dir():
+            raise UserError(f"{location}: no checkpoint there (was it deleted?)")
         try:
             partial.rename(target)
         except OSError:
-            shutil.rmtree(partial)
+            shutil.rmtree(partial, ignore_errors=True)
     return str(target)
 
 
@@ -248,22 +255,29 @@ class StorageDir:
             raise UserError(f"{self.location}: upload failed ({err})") from None
 
     def pull(self, *names: str) -> None:
-        """Downloads the named files or folders into the local folder; a name missing from the
-        storage is removed locally too, so the mirror never shows what the storage lacks."""
+        """Downloads the named files or folders into the local folder. A file missing from the
+        storage is removed locally, so the mirror never shows what the storage lacks. Folders
+        only gain the files they lack: their files are written once each (TensorBoard event
+        files), and a sweep on this machine may be writing to them right now."""
         if not self.remote:
             return
         for name in names:
-            target = self.local / name
-            if target.is_dir():
-                shutil.rmtree(target)
+            target, source = self.local / name, join(self.location, name)
+            if target.is_dir() or is_dir(source):
+                download(source, target, skip_existing=True)
+            elif exists(source):
+                partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+                download(source, partial)
+                partial.replace(target)
             else:
                 target.unlink(missing_ok=True)
-            if exists(join(self.location, name)):
-                download(join(self.location, name), target)
 
     def remove_files(self, filename: str) -> None:
         """Deletes every file called `filename` beneath this folder."""
         fs, path = filesystem(self.location)
-        for file in _files_under(fs, path):
-            if posixpath.basename(file) == filename:
-                fs.delete_file(file)
+        try:
+            for file in _files_under(fs, path):
+                if posixpath.basename(file) == filename:
+                    fs.delete_file(file)
+        except OSError as err:
+            raise UserError(f"{self.location}: cannot delete {filename} files ({err})") from None

@@ -214,8 +214,8 @@ class TensorBoardLogger(Callback):
 
 
 def find_logdir(directory: StorageDir) -> Path:
-    """The log dir of a run or comparison dir (downloaded from a bucket), or the folder itself
-    when it holds event files."""
+    """The log dir of a run or comparison dir (from a bucket: its `tensorboard/` downloaded),
+    or a local folder that itself holds event files."""
     directory.pull(TENSORBOARD)
     path = directory.local
     if (path / TENSORBOARD).is_dir():

@@ -146,6 +146,9 @@ def service_app(args: dict[str, str]):
     from search.runner import load_run_sweep
 
     storage, name = StorageDir.at(args["storage"]), args["name"]
+    if storage.remote and not os.environ.get("HPO_API_KEY"):
+        raise UserError(f"storage {storage} is a bucket, where hpo keeps no API key: set "
+                        f"HPO_API_KEY for the service (a Kubernetes Secret)")
     stack = gate.promoted_stack(storage, name)
     if not stack:
         raise UserError(f"{name}: no promoted model in {storage}/promotions.jsonl; run "

@@ -1,5 +1,6 @@
-"""The promotion gate and its ledger, `<storage>/promotions.jsonl` (in a bucket too: the copy in
-the storage is the truth, re-read before each append).
+"""The promotion gate and its ledger, `<storage>/promotions.jsonl`. In a bucket, an append
+downloads the ledger, adds a line and uploads it whole: two deployments of one storage at the
+same moment may lose a line, so deploy from one place at a time.
 
 Each line is one decision about a sweep name: a candidate `promoted` or `rejected`, the live
 model redeployed `unchanged`, or a `rollback`. Replaying the lines gives the stack of promoted

@@ -256,7 +256,7 @@ def train_model(
     step, reported = 0, {}
     if restored is not None:
         step, reported = _restore_training_state(restored, optimizer, scheduler)
-    if step >= plan.total_steps:
+    if step >= plan.total_steps and reported and session.checkpoints_ahead_of_tune:
         # Ray Train saved the final checkpoint of a trial that was interrupted before Tune
         # received its last report: report it again, or the trial would end without it.
         session.report(reported, restored if session.world_rank == 0 else None)

@@ -15,6 +15,9 @@ class TrialSession(Protocol):
     world_rank: int
     world_size: int
     device: torch.device
+    checkpoints_ahead_of_tune: bool
+    """Whether a restored checkpoint may be one whose report Tune never got: Ray Train keeps
+    its own checkpoints, so a sweep interrupted between the two leaves one."""
 
     def restored_checkpoint(self) -> str | None:
         """A local folder with the checkpoint to resume from, if the trial is being restored."""
@@ -47,6 +50,7 @@ class TuneTrialSession:
 
     world_rank = 0
     world_size = 1
+    checkpoints_ahead_of_tune = False
 
     def __init__(self, use_gpu: bool) -> None:
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
@@ -66,6 +70,8 @@ class TuneTrialSession:
 
 class RayTrainSession:
     """Training as one Ray Train worker; Ray Train has set up torch.distributed (gloo/nccl)."""
+
+    checkpoints_ahead_of_tune = True
 
     def __init__(self) -> None:
         import ray.train

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from search.storage import StorageDir, as_location, check_writable, normalize
+from search.storage import StorageDir, as_location, check_bucket, local_checkpoint, normalize
 from tests.conftest import REPO
 from tests.helpers import bucket_objects, free_port, local_s3_server, tiny_sweep, write_yaml
 from trainables.errors import UserError
@@ -75,8 +75,8 @@ def test_locations_and_user_errors(tmp_path: Path, s3_env: dict[str, str]) -> No
     with pytest.raises(UserError, match="AWS_ENDPOINT_URL"):
         normalize("s3://b/runs?endpoint_override=localhost:9000")
     with pytest.raises(UserError, match="the bucket 'no-such-bucket' does not exist"):
-        check_writable("s3://no-such-bucket/runs")
-    check_writable(f"s3://{BUCKET}/runs")
+        check_bucket("s3://no-such-bucket/runs")
+    check_bucket(f"s3://{BUCKET}/runs")
 
     import pyarrow.fs as pafs
 
@@ -107,12 +107,18 @@ def test_push_uploads_named_files_and_pull_mirrors_the_bucket(
     folder.push("logs", since=since)
     assert objects("helpers/run", s3_env) == {"summary.json": 2, "logs/old": 3, "logs/new": 4}
 
+    (folder.local / "logs" / "being-written").write_text("a sweep here writes this")
+    folder.pull("logs")  # on the machine that writes: folders only gain what they lack
+    assert (folder.local / "logs" / "being-written").is_file()
+
     monkeypatch.setenv("HPO_CACHE", str(tmp_path / "other-machine"))
     assert not folder.local.exists()
     folder.pull("summary.json", "logs", "trials.csv")
     assert (folder.local / "summary.json").read_text() == "{}"
     assert sorted(p.name for p in (folder.local / "logs").iterdir()) == ["new", "old"]
     assert not (folder.local / "trials.csv").exists()
+    with pytest.raises(UserError, match="no checkpoint there"):
+        local_checkpoint(f"s3://{BUCKET}/helpers/run/checkpoint_9")
 
     folder.child("checkpoint_1").start_fresh()
     (folder.local / "checkpoint_1" / "training_state.pt").write_text("x")

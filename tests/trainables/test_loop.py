@@ -24,6 +24,7 @@ class RecordingSession:
     world_rank = 0
     world_size = 1
     device = torch.device("cpu")
+    checkpoints_ahead_of_tune = True
 
     def __init__(self, keep_in: Path, restore_from: str | None = None) -> None:
         self.keep_in = keep_in
