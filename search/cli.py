@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from cluster.local import DEFAULT_STATE
 from search.storage import StorageDir
 from trainables.errors import SweepInterrupted, UserError
 
@@ -129,8 +130,9 @@ def serve_command(
     from search.runner import connect_ray, load_run_sweep
 
     run = StorageDir.at(run_dir)
-    embedded = connect_ray(load_run_sweep(run), address, verbose)
-    _serve(run, keep_serving=keep_serving and embedded, detach=detach)
+    sweep = load_run_sweep(run)
+    embedded = connect_ray(sweep, address, verbose)
+    _serve(run, sweep.serve.smoke_test, keep_serving=keep_serving and embedded, detach=detach)
 
 
 @app.command()
@@ -225,9 +227,10 @@ def report(
     """Write report.md and its plots for a finished sweep (or redo a comparison's)."""
     from search.compare import PLAN
     from search.report import write_comparison_report, write_run_report
+    from search.runner import SWEEP_COPY
 
     folder = StorageDir.at(directory)
-    folder.pull(PLAN)
+    folder.pull(PLAN, SWEEP_COPY)
     if (folder.local / PLAN).is_file():
         write_comparison_report(folder)
         _print_comparison(folder)
@@ -341,7 +344,7 @@ def cluster_up(
     head_cpus: Annotated[int, typer.Option(help="Logical CPUs of the head (0: no trials).")] = 0,
     port: Annotated[Optional[int], typer.Option(help="GCS port (default: a free one).")] = None,
     dashboard_port: Annotated[Optional[int], typer.Option(help="Dashboard/Jobs port.")] = None,
-    state: StateOption = Path("~/.hpo/local-cluster.json"),
+    state: StateOption = DEFAULT_STATE,
 ) -> None:
     """Start a head and N worker nodes on this machine (`ray start`), tracked by pid."""
     from cluster.local import cluster_up as start
@@ -357,7 +360,7 @@ def cluster_up(
 
 
 @cluster_app.command("down")
-def cluster_down(state: StateOption = Path("~/.hpo/local-cluster.json")) -> None:
+def cluster_down(state: StateOption = DEFAULT_STATE) -> None:
     """Stop exactly the nodes that `hpo cluster up` started."""
     from cluster.local import cluster_down as stop
 
@@ -503,15 +506,14 @@ def _wait(keep_serving: bool) -> None:
         console.print("stopped serving")  # the embedded Ray, and Serve with it, ends with us
 
 
-def _serve(run: StorageDir, *, keep_serving: bool, detach: bool) -> None:
-    from search.runner import load_run_sweep
+def _serve(run: StorageDir, smoke_test: list[str], *, keep_serving: bool, detach: bool) -> None:
     from serve.deploy import deploy_run
 
     deployment = deploy_run(run)
     decision = deployment.decision
     colour = "green" if decision.decision == "promoted" else "yellow"
     console.print(f"gate: [{colour}]{decision.decision}[/]: {decision.reason}")
-    _announce(deployment, load_run_sweep(run).serve.smoke_test)
+    _announce(deployment, smoke_test)
     _wait(keep_serving and not detach)
 
 
@@ -521,8 +523,9 @@ def _best_then_serve(summary: dict, *, no_serve: bool, keep_serving: bool, detac
 
     _print_best(summary)
     run = StorageDir.at(summary["run_dir"])
-    if load_run_sweep(run).serve.enabled and not no_serve:
-        _serve(run, keep_serving=keep_serving, detach=detach)
+    settings = load_run_sweep(run).serve
+    if settings.enabled and not no_serve:
+        _serve(run, settings.smoke_test, keep_serving=keep_serving, detach=detach)
 
 
 def _print_best(summary: dict) -> None:

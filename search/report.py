@@ -172,7 +172,6 @@ def write_comparison_report(compare_dir: StorageDir) -> dict[str, Any]:
     from search.runner import SWEEP_COPY
 
     started = time.time()
-    compare_dir.pull(PLAN, SWEEP_COPY)
     plan_path = compare_dir.local / PLAN
     if not plan_path.is_file():
         raise UserError(f"{compare_dir} is not a comparison dir (it has no {PLAN})")

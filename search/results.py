@@ -214,10 +214,9 @@ def read_summary(run: StorageDir) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _with_checkpoint_locations(rows: list[dict[str, Any]], run: StorageDir) -> list[dict[str, Any]]:
-    """Ray Train reports checkpoint paths on the storage's filesystem: paths in a bucket lose
-    their scheme there, and get it back here."""
-    fs, _ = storage.filesystem(run.location)
+def _with_checkpoint_locations(rows: list[dict[str, Any]], fs) -> list[dict[str, Any]]:
+    """Ray Train reports checkpoint paths on the storage's filesystem `fs`: paths in a bucket
+    lose their scheme there, and get it back here."""
     return [
         {**row, CHECKPOINT_PATH: storage.as_location(fs, row[CHECKPOINT_PATH])}
         if isinstance(row.get(CHECKPOINT_PATH), str) else row
@@ -230,10 +229,11 @@ def records_from_analysis(
 ) -> list[TrialRecord]:
     """Every trial of a Tune `ExperimentAnalysis` of `run`, in the order Tune created them."""
     records = []
+    fs, _ = storage.filesystem(run.location)
     for trial in analysis.trials:
         frame = analysis.trial_dataframes.get(trial.trial_id)
         rows = [] if frame is None or frame.empty else frame.to_dict("records")
-        rows = _with_checkpoint_locations(rows, run)
+        rows = _with_checkpoint_locations(rows, fs)
         kept = trial.run_metadata.checkpoint_manager.best_checkpoint_results
         checkpoints = [
             (storage.as_location(result.checkpoint.filesystem, result.checkpoint.path),

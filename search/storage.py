@@ -261,15 +261,18 @@ class StorageDir:
         files), and a sweep on this machine may be writing to them right now."""
         if not self.remote:
             return
+        import pyarrow.fs as pafs
+
         for name in names:
             target, source = self.local / name, join(self.location, name)
-            if target.is_dir() or is_dir(source):
+            kind = _remote_file_type(source)
+            if kind == pafs.FileType.Directory:
                 download(source, target, skip_existing=True)
-            elif exists(source):
+            elif kind == pafs.FileType.File:
                 partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
                 download(source, partial)
                 partial.replace(target)
-            else:
+            elif not target.is_dir():
                 target.unlink(missing_ok=True)
 
     def remove_files(self, filename: str) -> None:

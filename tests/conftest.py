@@ -4,7 +4,6 @@ trains in seconds), and one Ray instance for the integration tests."""
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -51,9 +50,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def serve_port() -> int:
     """One free port for Ray Serve's HTTP proxy (Serve keeps its first port per Ray session)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    from tests.helpers import free_port
+
+    return free_port()
 
 
 @pytest.fixture(scope="session")

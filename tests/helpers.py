@@ -75,7 +75,6 @@ S3_KEYS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
 def local_s3_server(bucket: str) -> Iterator[dict[str, str]]:
     """moto's S3 server on 127.0.0.1 with one bucket; yields the environment that points AWS
     clients (pyarrow, and Ray through it) at it, and stops the server by pid at the end."""
-    import pyarrow.fs as pafs
     import requests
 
     port = free_port()
@@ -91,22 +90,26 @@ def local_s3_server(bucket: str) -> Iterator[dict[str, str]]:
                 break
             except requests.ConnectionError:
                 time.sleep(0.5)
-        pafs.S3FileSystem(
-            endpoint_override=endpoint, access_key="test", secret_key="test",
-            region="us-east-1", allow_bucket_creation=True,
-        ).create_dir(bucket)
+        s3_filesystem(endpoint, allow_bucket_creation=True).create_dir(bucket)
         yield {"AWS_ENDPOINT_URL": endpoint, **S3_KEYS}
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
+def s3_filesystem(endpoint: str, **options: Any):
+    """pyarrow's S3 client for the test server, with the test server's keys."""
+    import pyarrow.fs as pafs
+
+    return pafs.S3FileSystem(endpoint_override=endpoint, access_key="test", secret_key="test",
+                             region="us-east-1", **options)
+
+
 def bucket_objects(env: dict[str, str], bucket: str, prefix: str) -> dict[str, int]:
     """Every object under `bucket/prefix`: its key relative to the prefix, and its size."""
     import pyarrow.fs as pafs
 
-    fs = pafs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], access_key="test",
-                           secret_key="test", region="us-east-1")
+    fs = s3_filesystem(env["AWS_ENDPOINT_URL"])
     root = f"{bucket}/{prefix}"
     infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
     return {i.path[len(root) + 1:]: i.size for i in infos if i.type == pafs.FileType.File}

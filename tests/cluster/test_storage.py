@@ -19,7 +19,14 @@ import pytest
 
 from search.storage import StorageDir, as_location, check_bucket, local_checkpoint, normalize
 from tests.conftest import REPO
-from tests.helpers import bucket_objects, free_port, local_s3_server, tiny_sweep, write_yaml
+from tests.helpers import (
+    bucket_objects,
+    free_port,
+    local_s3_server,
+    s3_filesystem,
+    tiny_sweep,
+    write_yaml,
+)
 from trainables.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("data_dir")
@@ -46,11 +53,7 @@ def objects(prefix: str, env: dict[str, str]) -> dict[str, int]:
 
 
 def read_object(key: str, env: dict[str, str]) -> bytes:
-    import pyarrow.fs as pafs
-
-    fs = pafs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], access_key="test",
-                           secret_key="test", region="us-east-1")
-    with fs.open_input_stream(f"{BUCKET}/{key}") as handle:
+    with s3_filesystem(env["AWS_ENDPOINT_URL"]).open_input_stream(f"{BUCKET}/{key}") as handle:
         return handle.read()
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from search.compute import CurvePoint, SampleBudget, within_budget
 from search.storage import StorageDir
 from search.sweep import parse_sweep
 from tests.conftest import REPO
-from tests.helpers import CHROMIUM_ARGS, chromium, tiny_sweep
+from tests.helpers import CHROMIUM_ARGS, chromium, free_port, tiny_sweep
 from trainables.errors import UserError
 
 TRAIN = 256  # training examples of the tiny sweep
@@ -256,12 +255,6 @@ def test_hpo_report_of_a_single_run(comparison: Path) -> None:
     text = report.read_text()
     assert "Best loss" in text and "![curve.png](curve.png)" in text
     assert (report.parent / "curve.png").is_file() and (report.parent / "importance.png").is_file()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_hpo_tensorboard_serves_the_runs_and_overlays_algorithms(comparison: Path) -> None:
