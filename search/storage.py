@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from trainables.errors import UserError
 
 REMOTE_SCHEMES = ("s3", "gs", "gcs")
+MTIME_MARGIN_S = 1.0
 _SCHEME_OF_FILESYSTEM = {"s3": "s3", "gcs": "gs"}  # pyarrow's type_name -> URI scheme
 
 
@@ -235,7 +236,8 @@ class StorageDir:
 
     def push(self, *names: str, since: float = 0.0) -> None:
         """Uploads the named files or folders from the local folder (those present; in folders,
-        the files modified after `since`, a time.time())."""
+        the files modified after `since`, a time.time(), less a margin: file times come from
+        the kernel's coarser clock, a few milliseconds behind)."""
         if not self.remote:
             return
         import pyarrow.fs as pafs
@@ -246,7 +248,8 @@ class StorageDir:
             for name in names:
                 source = self.local / name
                 files = [source] if source.is_file() else [
-                    f for f in source.rglob("*") if f.is_file() and f.stat().st_mtime >= since
+                    f for f in source.rglob("*")
+                    if f.is_file() and f.stat().st_mtime >= since - MTIME_MARGIN_S
                 ]
                 for file in files:
                     destination = posixpath.join(path, file.relative_to(self.local).as_posix())
