@@ -14,17 +14,17 @@ import time
 STARTED = time.perf_counter()
 
 import numpy as np  # noqa: E402
+from datasets import Dataset  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForSequenceClassification,
     AutoTokenizer,
     Trainer,
     TrainingArguments,
 )
-from datasets import Dataset  # noqa: E402
 
-from search.sweep import load_sweep  # noqa: E402
-from trainables.data import load_splits  # noqa: E402
-from trainables.models import resolve_model  # noqa: E402
+from hpo.search.sweepfile import load_sweep  # noqa: E402
+from hpo.trainables.data import load_splits  # noqa: E402
+from hpo.trainables.models import resolve_model  # noqa: E402
 
 
 def main() -> None:
@@ -55,7 +55,9 @@ def main() -> None:
         }
 
     def accuracy(prediction) -> dict[str, float]:
-        return {"accuracy": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())}
+        return {
+            "accuracy": float((prediction.predictions.argmax(-1) == prediction.label_ids).mean())
+        }
 
     args = TrainingArguments(
         output_dir=os.environ.get("BASELINE_OUT", "/tmp/hpo-baseline"),
@@ -82,13 +84,17 @@ def main() -> None:
         direction="maximize",
         backend="optuna",
     )
-    print(json.dumps({
-        "tool": "Trainer.hyperparameter_search(optuna)",
-        "wall_s": round(time.perf_counter() - STARTED, 1),
-        "best_accuracy": round(float(best.objective), 4),
-        "best_config": best.hyperparameters,
-        "torch_threads": int(np.int64(__import__("torch").get_num_threads())),
-    }))
+    print(
+        json.dumps(
+            {
+                "tool": "Trainer.hyperparameter_search(optuna)",
+                "wall_s": round(time.perf_counter() - STARTED, 1),
+                "best_accuracy": round(float(best.objective), 4),
+                "best_config": best.hyperparameters,
+                "torch_threads": int(np.int64(__import__("torch").get_num_threads())),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

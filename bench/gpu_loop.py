@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from trainables.config import DataConfig, Hyperparameters, TrainConfig
-from trainables.data import load_splits
-from trainables.encoding import encode
-from trainables.job import TrainJob
-from trainables.loop import train_model
+from hpo.trainables.config import DataConfig, Hyperparameters, TrainConfig
+from hpo.trainables.data import load_splits
+from hpo.trainables.encoding import encode
+from hpo.trainables.job import TrainJob
+from hpo.trainables.loop import train_model
 
 
 class DeviceProbe:
@@ -53,8 +53,14 @@ def build_model(folder: Path, config_source: str) -> str:
     return str(folder)
 
 
-def run(model: str, data, device: torch.device, amp: bool, batch_size: int,
-        pad_multiple: int | str = "auto") -> dict:
+def run(
+    model: str,
+    data,
+    device: torch.device,
+    amp: bool,
+    batch_size: int,
+    pad_multiple: int | str = "auto",
+) -> dict:
     import transformers.models.bert.modeling_bert as bert
 
     seen: dict[str, str] = {}
@@ -70,10 +76,18 @@ def run(model: str, data, device: torch.device, amp: bool, batch_size: int,
     bert.BertSelfAttention.forward = probe
     try:
         job = TrainJob(
-            model_source=model, metric="accuracy", mode="max", max_epochs=1,
-            train=TrainConfig(evals_per_epoch=1, amp=amp, eval_batch_size=256,
-                              pad_to_multiple_of=pad_multiple), threads=4,
-            use_gpu=device.type == "cuda", launcher="in_trial", run_dir="/unused",
+            model_source=model,
+            offline=True,
+            metric="accuracy",
+            mode="max",
+            max_epochs=1,
+            train=TrainConfig(
+                evals_per_epoch=1, amp=amp, eval_batch_size=256, pad_to_multiple_of=pad_multiple
+            ),
+            threads=4,
+            use_gpu=device.type == "cuda",
+            launcher="in_trial",
+            run_dir="/unused",
         )
         session = DeviceProbe(device)
         if device.type == "cuda":
@@ -93,7 +107,8 @@ def run(model: str, data, device: torch.device, amp: bool, batch_size: int,
         "model_device": seen.get("device"),
         "attention_dtype": seen.get("attention_dtype"),
         "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20)
-        if device.type == "cuda" else None,
+        if device.type == "cuda"
+        else None,
         "val_accuracy_random_init": round(report["accuracy"], 3),
     }
 
@@ -102,15 +117,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=20000)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256])
-    parser.add_argument("--pad-multiples", nargs="+", default=["auto"],
-                        help="also time these batch-length roundings (bf16 only)")
+    parser.add_argument(
+        "--pad-multiples",
+        nargs="+",
+        default=["auto"],
+        help="also time these batch-length roundings (bf16 only)",
+    )
     parser.add_argument("--data", default=os.environ.get("HPO_DATA", "../shared/data"))
-    parser.add_argument("--model-config", default=None,
-                        help="folder with MiniLM's config.json and tokenizer files")
+    parser.add_argument(
+        "--model-config", default=None, help="folder with MiniLM's config.json and tokenizer files"
+    )
     args = parser.parse_args()
 
     if args.model_config is None:
-        from trainables.models import resolve_model
+        from hpo.trainables.models import resolve_model
 
         args.model_config = resolve_model("minilm")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -118,32 +138,43 @@ def main() -> None:
         model = build_model(Path(folder), args.model_config)
         from transformers import AutoTokenizer
 
-        splits = load_splits(DataConfig(
-            train=f"{args.data}/sst2/train.csv", validation=f"{args.data}/sst2/validation.csv",
-            text="sentence", max_train_samples=args.samples,
-        ))
+        splits = load_splits(
+            DataConfig(
+                train=f"{args.data}/sst2/train.csv",
+                validation=f"{args.data}/sst2/validation.csv",
+                text="sentence",
+                max_train_samples=args.samples,
+            )
+        )
         data = encode(splits, AutoTokenizer.from_pretrained(model), max_length=128)
         results = [
             run(model, data, device, amp, batch_size)
-            for batch_size in args.batch_sizes for amp in (False, True)
+            for batch_size in args.batch_sizes
+            for amp in (False, True)
         ]
         padding = [
-            run(model, data, device, True, args.batch_sizes[-1],
-                pad if pad == "auto" else int(pad))
-            for pad in args.pad_multiples if pad != "auto"
+            run(model, data, device, True, args.batch_sizes[-1], pad if pad == "auto" else int(pad))
+            for pad in args.pad_multiples
+            if pad != "auto"
         ]
     speedups = {
         f"batch_{fp32['batch_size']}": round(
-            bf16["train_samples_per_s"] / fp32["train_samples_per_s"], 2)
-        for fp32, bf16 in zip(results[::2], results[1::2])
+            bf16["train_samples_per_s"] / fp32["train_samples_per_s"], 2
+        )
+        for fp32, bf16 in zip(results[::2], results[1::2], strict=True)
     }
-    print(json.dumps({
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "runs": results,
-        "amp_speedup": speedups,
-        "bf16_by_padding": padding,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                "torch": torch.__version__,
+                "runs": results,
+                "amp_speedup": speedups,
+                "bf16_by_padding": padding,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -11,31 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from quickstart_runs import run_quickstart, short_trials
 
 
 def run(launcher: str, samples: int, trials: int) -> dict:
     with tempfile.TemporaryDirectory() as storage:
-        started = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "search.cli", "run", "examples/quickstart.yaml", "--no-serve",
-             "--set", f"storage={storage}", "--set", f"train.launcher={launcher}",
-             "--set", "train.cpus_per_worker=2", "--set", f"data.max_train_samples={samples}",
-             "--set", f"search.num_samples={trials}", "--set", "search.max_concurrent=1",
-             "--set", "scheduler={name: fifo, max_epochs: 1}"],
-            cwd=REPO, check=True, capture_output=True,
-        )
-        wall = time.perf_counter() - started
+        overrides = {**short_trials(samples, trials), "train.launcher": launcher}
+        wall, _ = run_quickstart(storage, overrides)
         summary = json.loads((Path(storage) / "quickstart" / "summary.json").read_text())
-    return {"launcher": launcher, "wall_s": round(wall, 1),
-            "trial_time_s_mean": summary["trial_time_s"]["mean"],
-            "train_samples_per_s": summary["train_samples_per_s"]}
+    return {
+        "launcher": launcher,
+        "wall_s": round(wall, 1),
+        "trial_time_s_mean": summary["trial_time_s"]["mean"],
+        "train_samples_per_s": summary["train_samples_per_s"],
+    }
 
 
 def main() -> None:
@@ -45,14 +37,21 @@ def main() -> None:
     args = parser.parse_args()
     in_trial = run("in_trial", args.samples, args.trials)
     ray_train = run("ray_train", args.samples, args.trials)
-    print(json.dumps({
-        "in_trial": in_trial,
-        "ray_train": ray_train,
-        "ray_train_extra_s_per_trial": round(
-            ray_train["trial_time_s_mean"] - in_trial["trial_time_s_mean"], 1),
-        "trial_time_ratio_ray_train_over_in_trial": round(
-            ray_train["trial_time_s_mean"] / in_trial["trial_time_s_mean"], 2),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "in_trial": in_trial,
+                "ray_train": ray_train,
+                "ray_train_extra_s_per_trial": round(
+                    ray_train["trial_time_s_mean"] - in_trial["trial_time_s_mean"], 1
+                ),
+                "trial_time_ratio_ray_train_over_in_trial": round(
+                    ray_train["trial_time_s_mean"] / in_trial["trial_time_s_mean"], 2
+                ),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -17,28 +17,25 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def timed(command: list[str]) -> tuple[float, str]:
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
-    return time.perf_counter() - started, done.stdout
+from quickstart_runs import REPO, run_quickstart
 
 
 def run_hpo(storage: str) -> dict:
-    wall, _ = timed([
-        sys.executable, "-m", "search.cli", "run", "examples/quickstart.yaml", "--no-serve",
-        "--set", f"storage={storage}",
-    ])
+    wall, _ = run_quickstart(storage)
     summary = json.loads((Path(storage) / "quickstart" / "summary.json").read_text())
-    return {"tool": "hpo run examples/quickstart.yaml", "wall_s": round(wall, 1),
-            "best_accuracy": round(summary["best"]["metric"], 4),
-            "trial_states": summary["trial_states"]}
+    return {
+        "tool": "hpo run examples/quickstart.yaml",
+        "wall_s": round(wall, 1),
+        "best_accuracy": round(summary["best"]["metric"], 4),
+        "trial_states": summary["trial_states"],
+    }
 
 
 def run_baseline() -> dict:
-    wall, stdout = timed([sys.executable, "bench/baseline_trainer_search.py"])
+    started = time.perf_counter()
+    command = [sys.executable, "bench/baseline_trainer_search.py"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    wall, stdout = time.perf_counter() - started, done.stdout
     result = json.loads(stdout.strip().splitlines()[-1])
     return {**result, "wall_s": round(wall, 1)}
 
@@ -51,12 +48,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as storage:
             ours = run_hpo(storage)
         baseline = run_baseline()
-        print(json.dumps({
-            "round": round_ + 1,
-            "hpo": ours,
-            "trainer_search": baseline,
-            "wall_ratio_hpo_over_trainer": round(ours["wall_s"] / baseline["wall_s"], 3),
-        }, indent=2), flush=True)
+        print(
+            json.dumps(
+                {
+                    "round": round_ + 1,
+                    "hpo": ours,
+                    "trainer_search": baseline,
+                    "wall_ratio_hpo_over_trainer": round(ours["wall_s"] / baseline["wall_s"], 3),
+                },
+                indent=2,
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,9 @@ def load(url: str, key: str, clients: int, seconds: float) -> dict:
         i = index
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
-            response = session.post(f"{url}/predict", json={"text": TEXTS[i % len(TEXTS)]},
-                                    headers=headers, timeout=60)
+            response = session.post(
+                f"{url}/predict", json={"text": TEXTS[i % len(TEXTS)]}, headers=headers, timeout=60
+            )
             elapsed = time.perf_counter() - started
             with lock:
                 latencies.append(elapsed)
@@ -74,8 +75,16 @@ def main() -> None:
     batching_before = requests.get(f"{args.url}/info", headers={"X-API-Key": key}, timeout=10)
     results = [load(args.url, key, clients, args.seconds) for clients in args.clients]
     batching = requests.get(f"{args.url}/info", headers={"X-API-Key": key}, timeout=10)
-    print(json.dumps({"runs": results, "batching_before": batching_before.json()["batching"],
-                      "batching_after": batching.json()["batching"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "runs": results,
+                "batching_before": batching_before.json()["batching"],
+                "batching_after": batching.json()["batching"],
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from quickstart_runs import REPO, run_quickstart, short_trials
+
 sys.path.insert(0, str(REPO))
 
 from tests.helpers import bucket_objects, local_s3_server  # noqa: E402
@@ -30,22 +28,19 @@ BUCKET = "bench"
 
 
 def run(storage: str, samples: int, trials: int, env: dict[str, str], cache: str) -> dict:
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "search.cli", "run", "examples/quickstart.yaml", "--no-serve",
-         "--set", f"storage={storage}", "--set", "train.cpus_per_worker=2",
-         "--set", f"data.max_train_samples={samples}", "--set", f"search.num_samples={trials}",
-         "--set", "search.max_concurrent=1", "--set", "scheduler={name: fifo, max_epochs: 1}"],
-        cwd=REPO, check=True, capture_output=True,
-        env={**os.environ, **env, "HPO_CACHE": cache},
-    )
-    return {"wall_s": round(time.perf_counter() - started, 1)}
+    env = {**env, "HPO_CACHE": cache}
+    wall, _ = run_quickstart(storage, short_trials(samples, trials), env)
+    return {"wall_s": round(wall, 1)}
 
 
 def with_summary(result: dict, summary: dict, sizes: dict[str, int]) -> dict:
-    return {**result, "sweep_wall_s": summary["wall_s"],
-            "trial_time_s_mean": summary["trial_time_s"]["mean"],
-            "objects": len(sizes), "megabytes": round(sum(sizes.values()) / 1e6, 1)}
+    return {
+        **result,
+        "sweep_wall_s": summary["wall_s"],
+        "trial_time_s_mean": summary["trial_time_s"]["mean"],
+        "objects": len(sizes),
+        "megabytes": round(sum(sizes.values()) / 1e6, 1),
+    }
 
 
 def main() -> None:
@@ -58,20 +53,26 @@ def main() -> None:
         local = run(str(folder), args.samples, args.trials, {}, scratch)
         files = {str(p): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
         local = with_summary(
-            local, json.loads((folder / "quickstart" / "summary.json").read_text()), files)
+            local, json.loads((folder / "quickstart" / "summary.json").read_text()), files
+        )
         with local_s3_server(BUCKET) as env:
             bucket = run(f"s3://{BUCKET}/runs", args.samples, args.trials, env, scratch)
             sizes = bucket_objects(env, BUCKET, "runs")
             mirror = Path(scratch, "storage", "s3", BUCKET, "runs", "quickstart")
-            bucket = with_summary(
-                bucket, json.loads((mirror / "summary.json").read_text()), sizes)
-    print(json.dumps({
-        "local": local,
-        "s3": bucket,
-        "wall_ratio_s3_over_local": round(bucket["wall_s"] / local["wall_s"], 2),
-        "trial_time_ratio_s3_over_local": round(
-            bucket["trial_time_s_mean"] / local["trial_time_s_mean"], 2),
-    }, indent=2))
+            bucket = with_summary(bucket, json.loads((mirror / "summary.json").read_text()), sizes)
+    print(
+        json.dumps(
+            {
+                "local": local,
+                "s3": bucket,
+                "wall_ratio_s3_over_local": round(bucket["wall_s"] / local["wall_s"], 2),
+                "trial_time_ratio_s3_over_local": round(
+                    bucket["trial_time_s_mean"] / local["trial_time_s_mean"], 2
+                ),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

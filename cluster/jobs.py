@@ -1,27 +1,35 @@
 """Sweeps as Ray Jobs (`hpo submit`, `hpo jobs list|status|logs|stop`), through Ray's Job SDK,
 which also carries Ray's token auth (RAY_AUTH_TOKEN, or the token file Ray keeps).
 
-A submitted job runs `hpo run` on the cluster's head with this checkout's code: the packages
-and the resolved sweep file travel in the job's `runtime_env` working dir, so the cluster needs
-hpo's dependencies installed (the image or setup commands of cluster/*.yaml) but not this
-version of hpo. Paths in the sweep file (data, storage) must be valid on the cluster: a shared
-file system mounted at the same path, or a Hub dataset.
+A submitted job runs `hpo run` on the cluster's head with this installation's code: the `hpo`
+package (laid out as it imports) and the resolved sweep file travel in the job's `runtime_env`
+working dir, so the cluster needs hpo's dependencies installed (the image or setup commands of
+cluster/*.yaml) but not this version of hpo. Paths in the sweep file (data, storage) must be
+valid on the cluster: a shared file system mounted at the same path, or a Hub dataset.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainables.errors import UserError
+from hpo.core.errors import UserError
+from hpo.search.ray_setup import IN_JOB, trial_env_vars
+from hpo.search.sweep import Sweep
+from hpo.search.sweepfile import sweep_to_yaml
 
-PACKAGES = ("search", "trainables", "serve", "cluster")
-PROJECT = Path(__file__).resolve().parents[1]
+SUBPACKAGES = ("core", "cli", "trainables", "search", "serve", "cluster")
+"""Every subpackage of `hpo`. In a checkout some live outside `hpo/` (`search/` is
+`hpo.search`), so each is found where Python imports it from."""
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+SWEEP_FILE = "sweep.yaml"
+"""The resolved sweep file, in the job's working dir."""
 
 
 def job_client(address: str):
@@ -36,32 +44,54 @@ def job_client(address: str):
         ) from None
 
 
-def _stage(sweep_yaml: str) -> Path:
-    """A working dir holding hpo's packages and the resolved sweep file."""
-    stage = Path(tempfile.mkdtemp(prefix="hpo-job-"))
+def copy_package(target: Path) -> Path:
+    """Copies the `hpo` package into `target/hpo`, laid out as it imports (`hpo/search`,
+    `hpo/serve`, ...), wherever its subpackages live on this machine; returns `target/hpo`."""
+    root = Path(importlib.util.find_spec("hpo").origin).parent
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for package in PACKAGES:
-        shutil.copytree(PROJECT / package, stage / package, ignore=ignore)
-    (stage / "sweep.yaml").write_text(sweep_yaml)
+    package = target / "hpo"
+    package.mkdir(parents=True)
+    shutil.copy2(root / "__init__.py", package / "__init__.py")
+    for name in SUBPACKAGES:
+        spec = importlib.util.find_spec(f"hpo.{name}")
+        source = Path(next(iter(spec.submodule_search_locations)))
+        shutil.copytree(source, package / name, ignore=ignore)
+    return package
+
+
+def _stage(sweep_yaml: str) -> Path:
+    """A working dir holding the `hpo` package and the resolved sweep file."""
+    stage = Path(tempfile.mkdtemp(prefix="hpo-job-"))
+    copy_package(stage)
+    (stage / SWEEP_FILE).write_text(sweep_yaml)
     return stage
 
 
-def submit_sweep(sweep, address: str, *, serve: bool, env: dict[str, str]) -> str:
-    """Submits `hpo run` of a loaded sweep as a Ray Job; returns the job id."""
-    from search.runner import IN_JOB, trial_env_vars
-    from search.sweep import sweep_to_yaml
+def _entrypoint(serve: bool) -> str:
+    """The job's shell command. It leaves the working dir before Python starts, finding the
+    code through PYTHONPATH: Ray may unpack the working dir anew as trials start, which would
+    pull the driver's current directory from under it."""
+    command = f'python -m hpo.cli run "$JOB_DIR/{SWEEP_FILE}" --no-keep-serving'
+    if not serve:
+        command += " --no-serve"
+    return (
+        'JOB_DIR="$PWD"; cd "${TMPDIR:-/tmp}" && '
+        f'PYTHONPATH="$JOB_DIR${{PYTHONPATH:+:$PYTHONPATH}}" {command}'
+    )
 
+
+def submit_sweep(sweep: Sweep, address: str, *, serve: bool, env: dict[str, str]) -> str:
+    """Submits `hpo run` of a loaded sweep as a Ray Job; returns the job id. `env` reaches the
+    job's driver and every trial."""
     storage = Path(sweep.storage).expanduser()
     if "://" not in sweep.storage and not storage.is_absolute():
         # the job runs in a temporary working dir on the head: anchor the storage here
         sweep = sweep.model_copy(update={"storage": str(storage.resolve())})
     stage = _stage(sweep_to_yaml(sweep))
-    entrypoint = "python -m search.cli run sweep.yaml --no-keep-serving" + (
-        "" if serve else " --no-serve"
-    )
+    entrypoint = _entrypoint(serve)
     # The job's runtime env reaches the driver and every trial; the driver adds none of its own
     # (IN_JOB), so the working dir lives as long as the job.
-    env_vars = {**trial_env_vars(), **env, IN_JOB: "1"}
+    env_vars = {**trial_env_vars(offline=False), **env, IN_JOB: "1"}
     try:
         return job_client(address).submit_job(
             entrypoint=entrypoint,
@@ -72,7 +102,7 @@ def submit_sweep(sweep, address: str, *, serve: bool, env: dict[str, str]) -> st
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def follow(address: str, job_id: str, write) -> str:
+def follow(address: str, job_id: str, write: Callable[[str], Any]) -> str:
     """Streams a job's logs through `write` until it ends; returns its final status."""
     client = job_client(address)
 
@@ -90,9 +120,13 @@ def follow(address: str, job_id: str, write) -> str:
 
 def list_jobs(address: str) -> list[dict[str, Any]]:
     return [
-        {"job_id": job.submission_id or job.job_id, "status": str(job.status.value),
-         "sweep": (job.metadata or {}).get("hpo_sweep", ""), "entrypoint": job.entrypoint,
-         "start_time": job.start_time}
+        {
+            "job_id": job.submission_id or job.job_id,
+            "status": str(job.status.value),
+            "sweep": (job.metadata or {}).get("hpo_sweep", ""),
+            "entrypoint": job.entrypoint,
+            "start_time": job.start_time,
+        }
         for job in job_client(address).list_jobs()
     ]
 
@@ -102,8 +136,13 @@ def job_status(address: str, job_id: str) -> dict[str, Any]:
         info = job_client(address).get_job_info(job_id)
     except RuntimeError as err:
         raise UserError(f"job {job_id}: {err}") from None
-    return {"job_id": job_id, "status": str(info.status.value), "message": info.message,
-            "sweep": (info.metadata or {}).get("hpo_sweep", ""), "entrypoint": info.entrypoint}
+    return {
+        "job_id": job_id,
+        "status": str(info.status.value),
+        "message": info.message,
+        "sweep": (info.metadata or {}).get("hpo_sweep", ""),
+        "entrypoint": info.entrypoint,
+    }
 
 
 def job_logs(address: str, job_id: str) -> str:

@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from trainables.errors import UserError
+from hpo.core.errors import UserError
 
 DEFAULT_STATE = Path("~/.hpo/local-cluster.json")
 OBJECT_STORE_BYTES = 256 * 1024 * 1024  # per node: several nodes share this machine's memory
@@ -46,12 +46,13 @@ class LocalCluster:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "LocalCluster | None":
+    def load(cls, path: Path) -> LocalCluster | None:
         if not path.is_file():
             return None
         state = json.loads(path.read_text())
-        return cls(state["address"], state["dashboard"],
-                   [NodeProcess(**node) for node in state["nodes"]])
+        return cls(
+            state["address"], state["dashboard"], [NodeProcess(**node) for node in state["nodes"]]
+        )
 
 
 def _alive(pid: int) -> bool:
@@ -83,21 +84,31 @@ def _ray_executable() -> str:
 def ensure_token() -> None:
     """Token auth needs the same token on every node and client: Ray's token file, made once."""
     if not os.environ.get("RAY_AUTH_TOKEN"):
-        subprocess.run([_ray_executable(), "get-auth-token", "--generate"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [_ray_executable(), "get-auth-token", "--generate"], check=True, capture_output=True
+        )
 
 
 def _ray_start(args: list[str], name: str, cpus: int, log_dir: Path) -> NodeProcess:
     log = log_dir / f"{name}.log"
     command = [
-        _ray_executable(), "start", "--block", "--disable-usage-stats", f"--num-cpus={cpus}",
+        _ray_executable(),
+        "start",
+        "--block",
+        "--disable-usage-stats",
+        f"--num-cpus={cpus}",
         f"--object-store-memory={OBJECT_STORE_BYTES}",
-        f"--resources={json.dumps({f'hpo-node-{name}': 1})}", *args,
+        f"--resources={json.dumps({f'hpo-node-{name}': 1})}",
+        *args,
     ]
     # The nodes run this Python environment, also for job drivers that call `python`, and
     # all of them (not only the head, as Ray's default for local clusters) use token auth.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "RAY_AUTH_MODE": "token", "RAY_raylet_start_wait_time_s": "120"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "RAY_AUTH_MODE": "token",
+        "RAY_raylet_start_wait_time_s": "120",
+    }
     with open(log, "w") as out:
         process = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
@@ -132,35 +143,52 @@ def cluster_nodes(address: str) -> dict[str, str]:
     """Node name (head, 1, 2, ...) -> Ray node id of the alive nodes, asked from a separate
     process so that this one does not become a driver of the cluster."""
     script = (
-        "import os; os.environ['RAY_AUTH_MODE'] = 'token'; import json, ray; "
-        "ray.init(address=%r, logging_level='ERROR', log_to_driver=False); "
+        "import os, sys; os.environ['RAY_AUTH_MODE'] = 'token'; import json, ray; "
+        "ray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False); "
         "print('HPO_NODES=' + json.dumps({k[len('hpo-node-'):]: n['NodeID'] for n in ray.nodes() "
-        "if n['Alive'] for k in n['Resources'] if k.startswith('hpo-node-')}))" % address
+        "if n['Alive'] for k in n['Resources'] if k.startswith('hpo-node-')}))"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script, address], capture_output=True, text=True, timeout=120
+    )
     found = [line for line in result.stdout.splitlines() if line.startswith("HPO_NODES=")]
     return json.loads(found[-1].split("=", 1)[1]) if found else {}
 
 
 def cluster_up(
-    workers: int, *, cpus_per_node: int, head_cpus: int, port: int | None,
-    dashboard_port: int | None, state_file: Path, timeout_s: float = 180,
+    workers: int,
+    *,
+    cpus_per_node: int,
+    head_cpus: int,
+    port: int | None,
+    dashboard_port: int | None,
+    state_file: Path,
+    timeout_s: float = 180,
 ) -> LocalCluster:
     """Starts a head and `workers` worker nodes; returns once they have all joined."""
     state_file = state_file.expanduser()
     existing = LocalCluster.load(state_file)
     if existing and any(_alive(n.pid) for n in existing.nodes):
-        raise UserError(f"a local cluster is already up at {existing.address} "
-                        f"(state: {state_file}); stop it with `hpo cluster down` first")
+        raise UserError(
+            f"a local cluster is already up at {existing.address} "
+            f"(state: {state_file}); stop it with `hpo cluster down` first"
+        )
     port, dashboard_port = port or _free_port(), dashboard_port or _free_port()
     ensure_token()
     log_dir = state_file.parent / "local-cluster-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     head = _ray_start(
-        ["--head", f"--port={port}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard_port}", f"--ray-client-server-port={_free_port()}"],
-        "head", head_cpus, log_dir,
+        [
+            "--head",
+            f"--port={port}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard_port}",
+            f"--ray-client-server-port={_free_port()}",
+        ],
+        "head",
+        head_cpus,
+        log_dir,
     )
     nodes = [head]
     _wait_for(lambda: _port_open(port), "head node", nodes, timeout_s)
@@ -175,8 +203,12 @@ def cluster_up(
         for index in range(1, workers + 1):
             nodes.append(_ray_start([f"--address={address}"], str(index), cpus_per_node, log_dir))
             cluster.save(state_file)
-            _wait_for(lambda: len(cluster_nodes(address)) == index + 1, f"node {index}", nodes,
-                      timeout_s)
+            _wait_for(
+                lambda index=index: len(cluster_nodes(address)) == index + 1,
+                f"node {index}",
+                nodes,
+                timeout_s,
+            )
         _wait_for(lambda: _port_open(dashboard_port), "dashboard", nodes, timeout_s)
     except BaseException:  # also Ctrl-C: leave nothing running behind
         _stop(nodes)

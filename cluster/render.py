@@ -14,6 +14,9 @@ from typing import Any
 
 import yaml
 
+from hpo.search.sweep import Sweep
+from hpo.search.sweepfile import sweep_to_yaml
+
 RAY_VERSION = "2.60.0"
 TARGETS = ("kuberay", "aws", "gcp")
 SHARED = "/mnt/shared"  # where every node mounts the shared storage (NFS, EFS, Filestore)
@@ -41,33 +44,43 @@ def _container(name: str, image: str, resources: dict[str, Any], ports=()) -> di
         "image": image,
         "env": [
             {"name": "RAY_AUTH_MODE", "value": "token"},
-            {"name": "RAY_AUTH_TOKEN",
-             "valueFrom": {"secretKeyRef": {"name": "hpo-ray-token", "key": "auth_token"}}},
+            {
+                "name": "RAY_AUTH_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": "hpo-ray-token", "key": "auth_token"}},
+            },
             {"name": "HPO_DATA", "value": f"{SHARED}/data"},
         ],
         "resources": {"limits": resources, "requests": resources},
-        "volumeMounts": [{"name": "shared", "mountPath": SHARED},
-                         {"name": "sweep", "mountPath": "/etc/hpo"}],
+        "volumeMounts": [
+            {"name": "shared", "mountPath": SHARED},
+            {"name": "sweep", "mountPath": "/etc/hpo"},
+        ],
     }
     if ports:
         container["ports"] = [{"containerPort": port, "name": n} for n, port in ports]
     return container
 
 
-def _ray_cluster_spec(sweep, shape: ClusterShape) -> dict[str, Any]:
+def _ray_cluster_spec(sweep: Sweep, shape: ClusterShape) -> dict[str, Any]:
     volumes = [
         {"name": "shared", "persistentVolumeClaim": {"claimName": "hpo-shared"}},
         {"name": "sweep", "configMap": {"name": f"hpo-{sweep.name}-sweep"}},
     ]
     head = _container(
-        "ray-head", shape.image, {"cpu": "4", "memory": "16Gi"},
+        "ray-head",
+        shape.image,
+        {"cpu": "4", "memory": "16Gi"},
         ports=(("gcs-server", 6379), ("dashboard", 8265), ("client", 10001), ("serve", 8000)),
     )
     worker_cpus = max(4, 4 * shape.gpus_per_node)
     worker = _container(
-        "ray-worker", shape.image,
-        {"cpu": str(worker_cpus), "memory": f"{8 * worker_cpus}Gi",
-         "nvidia.com/gpu": str(shape.gpus_per_node)},
+        "ray-worker",
+        shape.image,
+        {
+            "cpu": str(worker_cpus),
+            "memory": f"{8 * worker_cpus}Gi",
+            "nvidia.com/gpu": str(shape.gpus_per_node),
+        },
     )
     return {
         "rayVersion": RAY_VERSION,
@@ -76,53 +89,80 @@ def _ray_cluster_spec(sweep, shape: ClusterShape) -> dict[str, Any]:
             "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
             "template": {"spec": {"containers": [head], "volumes": volumes}},
         },
-        "workerGroupSpecs": [{
-            "groupName": "gpu-workers",
-            "replicas": shape.min_nodes,
-            "minReplicas": shape.min_nodes,
-            "maxReplicas": shape.max_nodes,
-            "rayStartParams": {},
-            "template": {"spec": {"containers": [worker], "volumes": volumes}},
-        }],
+        "workerGroupSpecs": [
+            {
+                "groupName": "gpu-workers",
+                "replicas": shape.min_nodes,
+                "minReplicas": shape.min_nodes,
+                "maxReplicas": shape.max_nodes,
+                "rayStartParams": {},
+                "template": {"spec": {"containers": [worker], "volumes": volumes}},
+            }
+        ],
     }
 
 
-def kuberay(sweep, sweep_yaml: str, shape: ClusterShape) -> list[dict[str, Any]]:
+def kuberay(sweep: Sweep, sweep_yaml: str, shape: ClusterShape) -> list[dict[str, Any]]:
     """A ConfigMap with the sweep file, a RayCluster, a RayJob and a RayService."""
-    metadata = {"namespace": shape.namespace, "labels": {"app.kubernetes.io/name": "hpo",
-                                                         "hpo/sweep": sweep.name}}
-    serve_config = {"http_options": {"host": "0.0.0.0", "port": 8000}, "applications": [{
-        "name": sweep.name,
-        "import_path": "serve.deploy:service_app",
-        "route_prefix": "/",
-        "args": {"storage": sweep.storage, "name": sweep.name},
-    }]}
+    metadata = {
+        "namespace": shape.namespace,
+        "labels": {"app.kubernetes.io/name": "hpo", "hpo/sweep": sweep.name},
+    }
+    serve_config = {
+        "http_options": {"host": "0.0.0.0", "port": 8000},
+        "applications": [
+            {
+                "name": sweep.name,
+                "import_path": "hpo.serve.deploy:service_app",
+                "route_prefix": "/",
+                "args": {"storage": sweep.storage, "name": sweep.name},
+            }
+        ],
+    }
     cluster_spec = _ray_cluster_spec(sweep, shape)
     return [
-        {"apiVersion": "v1", "kind": "ConfigMap",
-         "metadata": {"name": f"hpo-{sweep.name}-sweep", **metadata},
-         "data": {"sweep.yaml": sweep_yaml}},
-        {"apiVersion": "ray.io/v1", "kind": "RayCluster",
-         "metadata": {"name": f"hpo-{sweep.name}", **metadata}, "spec": cluster_spec},
-        {"apiVersion": "ray.io/v1", "kind": "RayJob",
-         "metadata": {"name": f"hpo-{sweep.name}-sweep", **metadata},
-         "spec": {
-             "entrypoint": _sweep_command("/etc/hpo/sweep.yaml", serve=False),
-             "shutdownAfterJobFinishes": True,
-             "ttlSecondsAfterFinished": 600,
-             "rayClusterSpec": cluster_spec,
-         }},
-        {"apiVersion": "ray.io/v1", "kind": "RayService",
-         "metadata": {"name": f"hpo-{sweep.name}-serve", **metadata},
-         "spec": {
-             "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
-             "rayClusterConfig": cluster_spec,
-         }},
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"hpo-{sweep.name}-sweep", **metadata},
+            "data": {"sweep.yaml": sweep_yaml},
+        },
+        {
+            "apiVersion": "ray.io/v1",
+            "kind": "RayCluster",
+            "metadata": {"name": f"hpo-{sweep.name}", **metadata},
+            "spec": cluster_spec,
+        },
+        {
+            "apiVersion": "ray.io/v1",
+            "kind": "RayJob",
+            "metadata": {"name": f"hpo-{sweep.name}-sweep", **metadata},
+            "spec": {
+                "entrypoint": _sweep_command("/etc/hpo/sweep.yaml", serve=False),
+                "shutdownAfterJobFinishes": True,
+                "ttlSecondsAfterFinished": 600,
+                "rayClusterSpec": cluster_spec,
+            },
+        },
+        {
+            "apiVersion": "ray.io/v1",
+            "kind": "RayService",
+            "metadata": {"name": f"hpo-{sweep.name}-serve", **metadata},
+            "spec": {
+                "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
+                "rayClusterConfig": cluster_spec,
+            },
+        },
     ]
 
 
-def _launcher(sweep, shape: ClusterShape, provider: dict[str, Any], head_config: dict[str, Any],
-              worker_config: dict[str, Any]) -> dict[str, Any]:
+def _launcher(
+    sweep: Sweep,
+    shape: ClusterShape,
+    provider: dict[str, Any],
+    head_config: dict[str, Any],
+    worker_config: dict[str, Any],
+) -> dict[str, Any]:
     """A Ray cluster-launcher config (`ray up`); the provider-specific parts come in."""
     return {
         "cluster_name": f"hpo-{sweep.name}",
@@ -132,10 +172,18 @@ def _launcher(sweep, shape: ClusterShape, provider: dict[str, Any], head_config:
         "provider": provider,
         "auth": {"ssh_user": "ubuntu"},
         "available_node_types": {
-            "head": {"node_config": head_config, "resources": {"CPU": 0}, "min_workers": 0,
-                     "max_workers": 0},
-            "gpu_worker": {"node_config": worker_config, "resources": {},
-                           "min_workers": shape.min_nodes, "max_workers": shape.max_nodes},
+            "head": {
+                "node_config": head_config,
+                "resources": {"CPU": 0},
+                "min_workers": 0,
+                "max_workers": 0,
+            },
+            "gpu_worker": {
+                "node_config": worker_config,
+                "resources": {},
+                "min_workers": shape.min_nodes,
+                "max_workers": shape.max_nodes,
+            },
         },
         "head_node_type": "head",
         "file_mounts": {PROJECT_DIR: "."},  # this checkout, on every node
@@ -156,38 +204,61 @@ def _launcher(sweep, shape: ClusterShape, provider: dict[str, Any], head_config:
     }
 
 
-def aws(sweep, shape: ClusterShape, region: str = "us-west-2") -> dict[str, Any]:
+def aws(sweep: Sweep, shape: ClusterShape, region: str = "us-west-2") -> dict[str, Any]:
     gpu_instances = {1: "g5.2xlarge", 4: "g5.12xlarge", 8: "g5.48xlarge"}
     return _launcher(
-        sweep, shape,
+        sweep,
+        shape,
         provider={"type": "aws", "region": region, "cache_stopped_nodes": False},
-        head_config={"InstanceType": "m5.2xlarge",
-                     "BlockDeviceMappings": [{"DeviceName": "/dev/sda1",
-                                              "Ebs": {"VolumeSize": 200, "VolumeType": "gp3"}}]},
-        worker_config={"InstanceType": gpu_instances.get(shape.gpus_per_node, "g5.12xlarge"),
-                       "BlockDeviceMappings": [{"DeviceName": "/dev/sda1",
-                                                "Ebs": {"VolumeSize": 200, "VolumeType": "gp3"}}],
-                       "InstanceMarketOptions": {"MarketType": "spot"}},
+        head_config={
+            "InstanceType": "m5.2xlarge",
+            "BlockDeviceMappings": [
+                {"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 200, "VolumeType": "gp3"}}
+            ],
+        },
+        worker_config={
+            "InstanceType": gpu_instances.get(shape.gpus_per_node, "g5.12xlarge"),
+            "BlockDeviceMappings": [
+                {"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 200, "VolumeType": "gp3"}}
+            ],
+            "InstanceMarketOptions": {"MarketType": "spot"},
+        },
     )
 
 
-def gcp(sweep, shape: ClusterShape, region: str = "us-central1",
-        project_id: str = "YOUR-PROJECT") -> dict[str, Any]:
-    disk = [{"boot": True, "autoDelete": True, "type": "PERSISTENT", "initializeParams": {
-        "diskSizeGb": 200,
-        "sourceImage": "projects/deeplearning-platform-release/global/images/family/"
-                       "common-cu124-ubuntu-2204-py310"}}]
+def gcp(
+    sweep: Sweep, shape: ClusterShape, region: str = "us-central1", project_id: str = "YOUR-PROJECT"
+) -> dict[str, Any]:
+    disk = [
+        {
+            "boot": True,
+            "autoDelete": True,
+            "type": "PERSISTENT",
+            "initializeParams": {
+                "diskSizeGb": 200,
+                "sourceImage": "projects/deeplearning-platform-release/global/images/family/"
+                "common-cu124-ubuntu-2204-py310",
+            },
+        }
+    ]
     return _launcher(
-        sweep, shape,
-        provider={"type": "gcp", "region": region, "availability_zone": f"{region}-a",
-                  "project_id": project_id},
+        sweep,
+        shape,
+        provider={
+            "type": "gcp",
+            "region": region,
+            "availability_zone": f"{region}-a",
+            "project_id": project_id,
+        },
         head_config={"machineType": "n2-standard-8", "disks": disk},
-        worker_config={"machineType": "g2-standard-8" if shape.gpus_per_node == 1 else
-                       "g2-standard-48",
-                       "guestAccelerators": [{"acceleratorType": "nvidia-l4",
-                                              "acceleratorCount": shape.gpus_per_node}],
-                       "scheduling": [{"onHostMaintenance": "TERMINATE"}],
-                       "disks": disk},
+        worker_config={
+            "machineType": "g2-standard-8" if shape.gpus_per_node == 1 else "g2-standard-48",
+            "guestAccelerators": [
+                {"acceleratorType": "nvidia-l4", "acceleratorCount": shape.gpus_per_node}
+            ],
+            "scheduling": [{"onHostMaintenance": "TERMINATE"}],
+            "disks": disk,
+        },
     )
 
 
@@ -195,26 +266,30 @@ class _Dumper(yaml.SafeDumper):
     """Multi-line strings (the sweep file in the ConfigMap) as readable `|` blocks."""
 
 
-_Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
-    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
+_Dumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None
+    ),
+)
 
 
-def for_cluster(sweep):
+def for_cluster(sweep: Sweep) -> Sweep:
     """The sweep with a relative storage moved to the shared file system of the cluster."""
     if "://" in sweep.storage or sweep.storage.startswith("/"):
         return sweep
     return sweep.model_copy(update={"storage": f"{SHARED}/runs"})
 
 
-def render(sweep, target: str, shape: ClusterShape) -> str:
+def render(sweep: Sweep, target: str, shape: ClusterShape) -> str:
     """The config of `target` as YAML text (KubeRay: several documents)."""
-    from search.sweep import sweep_to_yaml
-
     sweep = for_cluster(sweep)
     if target == "kuberay":
         documents = kuberay(sweep, sweep_to_yaml(sweep), shape)
         return yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False)
     config = aws(sweep, shape) if target == "aws" else gcp(sweep, shape)
-    header = (f"# Ray cluster-launcher config for sweep {sweep.name}: `ray up` this file, then\n"
-              f"# `hpo submit SWEEP --address http://HEAD:8265` (e.g. through `ray dashboard`).\n")
+    header = (
+        f"# Ray cluster-launcher config for sweep {sweep.name}: `ray up` this file, then\n"
+        f"# `hpo submit SWEEP --address http://HEAD:8265` (e.g. through `ray dashboard`).\n"
+    )
     return header + yaml.dump(config, Dumper=_Dumper, sort_keys=False)

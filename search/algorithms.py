@@ -1,13 +1,15 @@
-"""The search algorithms: one registry, name -> how to build it.
+"""The search algorithms: one registry, name -> how to build it and how to describe it.
 
-Adding an algorithm is one entry in `ALGORITHMS`. Each factory imports its library lazily, so
-validating a sweep file never imports Optuna or HyperOpt.
+Adding an algorithm is one entry in `ALGORITHMS`; the sweep file's allowed names, the JSON
+Schema, the errors and the CLI help all come from it. Each factory imports its library lazily,
+so validating a sweep file never imports Ray, Optuna or HyperOpt.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ray.tune.search import Searcher
@@ -18,7 +20,6 @@ class SearchSettings:
     """What every factory may use: the sweep's `search` section, resolved."""
 
     seed: int
-    num_samples: int
     n_startup_trials: int
     max_concurrent: int
 
@@ -28,25 +29,23 @@ class Algorithm:
     """A search algorithm.
 
     Attributes:
-        summary: one line for `hpo schema` and errors.
-        build: makes the Tune searcher (None: Tune's own variant generator, for grid/random).
+        summary: one line for the JSON Schema and the CLI help.
+        build: makes the Tune searcher.
         choices_as_grid: runs `choice` dimensions as grids (every combination).
         accepts_grid: whether `{grid: [...]}` dimensions may appear in the space.
     """
 
     summary: str
-    build: Callable[[SearchSettings], "Searcher | None"]
+    build: Callable[[SearchSettings], Searcher]
     choices_as_grid: bool = False
     accepts_grid: bool = False
 
 
-def _variant_generator(settings: SearchSettings) -> "Searcher":
+def _variant_generator(settings: SearchSettings) -> Searcher:
     from ray.tune.search import BasicVariantGenerator
 
     # Tune ignores TuneConfig.max_concurrent_trials for a generator passed in: set it here.
-    return BasicVariantGenerator(
-        random_state=settings.seed, max_concurrent=settings.max_concurrent
-    )
+    return BasicVariantGenerator(random_state=settings.seed, max_concurrent=settings.max_concurrent)
 
 
 def _quiet_optuna() -> None:
@@ -55,7 +54,7 @@ def _quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def _optuna_tpe(settings: SearchSettings) -> "Searcher":
+def _optuna_tpe(settings: SearchSettings) -> Searcher:
     from optuna.samplers import TPESampler
     from ray.tune.search.optuna import OptunaSearch
 
@@ -66,7 +65,7 @@ def _optuna_tpe(settings: SearchSettings) -> "Searcher":
     return OptunaSearch(sampler=sampler)
 
 
-def _optuna_gp(settings: SearchSettings) -> "Searcher":
+def _optuna_gp(settings: SearchSettings) -> Searcher:
     from optuna.samplers import GPSampler
     from ray.tune.search.optuna import OptunaSearch
 
@@ -76,7 +75,7 @@ def _optuna_gp(settings: SearchSettings) -> "Searcher":
     )
 
 
-def _hyperopt_tpe(settings: SearchSettings) -> "Searcher":
+def _hyperopt_tpe(settings: SearchSettings) -> Searcher:
     from ray.tune.search.hyperopt import HyperOptSearch
 
     return HyperOptSearch(
@@ -96,3 +95,8 @@ ALGORITHMS: dict[str, Algorithm] = {
     "hyperopt": Algorithm("Tree-structured Parzen Estimator (HyperOpt)", _hyperopt_tpe),
     "gp": Algorithm("Gaussian-process Bayesian optimisation (Optuna GPSampler)", _optuna_gp),
 }
+
+
+def describe_algorithms() -> str:
+    """`grid: every combination...; random: ...`, for the schema and the CLI help."""
+    return "; ".join(f"{name}: {algorithm.summary}" for name, algorithm in ALGORITHMS.items())

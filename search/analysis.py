@@ -1,20 +1,22 @@
 """The numbers of a comparison: best-so-far curves on a common axis, the final best of every
 algorithm over seeds, compute to reach a target, ranks, whether the winner's lead exceeds the
-seed-to-seed spread, and hyperparameter importance. No files and no plots here (see report.py).
+seed-to-seed spread, and hyperparameter importance. Reading a finished arm is the only file
+access; plots are in `plots`, files in `report`. No Ray here.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from search.compute import CURVE, CurvePoint, read_curve, within_budget
-from search.results import TRIALS_JSON, better, read_summary
-from search.storage import StorageDir
+from hpo.core.rundir import CURVE
+from hpo.core.storage import StorageDir
+from hpo.search.compute import CurvePoint, read_curve, within_budget
+from hpo.search.results import better, read_summary, read_trials
+from hpo.search.space import Dimension, to_optuna_distributions
 
 
 @dataclass
@@ -45,15 +47,17 @@ def load_arms(compare_dir: StorageDir, plan: dict[str, Any]) -> list[ArmResult]:
         summary = read_summary(run)
         if summary is None:
             continue
-        run.pull(CURVE, TRIALS_JSON)
-        arms.append(ArmResult(
-            algorithm=arm["algorithm"],
-            scheduler=arm["scheduler"],
-            seed=arm["seed"],
-            curve=within_budget(read_curve(run.local / CURVE), plan["budget_samples"]),
-            wall_s=summary["wall_s"],
-            trials=json.loads((run.local / TRIALS_JSON).read_text()),
-        ))
+        run.pull(CURVE)
+        arms.append(
+            ArmResult(
+                algorithm=arm["algorithm"],
+                scheduler=arm["scheduler"],
+                seed=arm["seed"],
+                curve=within_budget(read_curve(run.local / CURVE), plan["budget_samples"]),
+                wall_s=summary["wall_s"],
+                trials=read_trials(run),
+            )
+        )
     return arms
 
 
@@ -112,7 +116,7 @@ def _ranks(arms: list[ArmResult], mode: str) -> dict[tuple[str, str, int], float
     for scheduler, seed in groups:
         group = [a for a in arms if (a.scheduler, a.seed) == (scheduler, seed) and a.curve]
         sign = -1.0 if mode == "max" else 1.0
-        for arm, rank in zip(group, rankdata([sign * a.final_best for a in group])):
+        for arm, rank in zip(group, rankdata([sign * a.final_best for a in group]), strict=True):
             ranks[(arm.algorithm, scheduler, seed)] = float(rank)
     return ranks
 
@@ -123,25 +127,37 @@ def table(arms: list[ArmResult], mode: str, target: float) -> list[AlgorithmRow]
     rows = []
     for scheduler in dict.fromkeys(a.scheduler for a in arms):
         for algorithm in dict.fromkeys(a.algorithm for a in arms if a.scheduler == scheduler):
-            mine = [a for a in arms if (a.scheduler, a.algorithm) == (scheduler, algorithm)
-                    and a.curve]
+            mine = [
+                a for a in arms if (a.scheduler, a.algorithm) == (scheduler, algorithm) and a.curve
+            ]
             if not mine:
                 continue
             reached = [p for p in (reach(a.curve, target, mode) for a in mine) if p is not None]
-            rows.append(AlgorithmRow(
-                scheduler=scheduler,
-                algorithm=algorithm,
-                finals=[a.final_best for a in mine],
-                mean_rank=float(np.mean([ranks[(algorithm, scheduler, a.seed)] for a in mine])),
-                samples_to_target=float(np.mean([p.samples for p in reached])) if reached else None,
-                seconds_to_target=float(np.mean([p.seconds for p in reached])) if reached else None,
-                reached=len(reached),
-                wall_s=float(np.mean([a.wall_s for a in mine])),
-                trials=float(np.mean([len(a.trials) for a in mine])),
-            ))
+            rows.append(
+                AlgorithmRow(
+                    scheduler=scheduler,
+                    algorithm=algorithm,
+                    finals=[a.final_best for a in mine],
+                    mean_rank=float(np.mean([ranks[(algorithm, scheduler, a.seed)] for a in mine])),
+                    samples_to_target=float(np.mean([p.samples for p in reached]))
+                    if reached
+                    else None,
+                    seconds_to_target=float(np.mean([p.seconds for p in reached]))
+                    if reached
+                    else None,
+                    reached=len(reached),
+                    wall_s=float(np.mean([a.wall_s for a in mine])),
+                    trials=float(np.mean([len(a.trials) for a in mine])),
+                )
+            )
     sign = -1 if mode == "max" else 1
-    return sorted(rows, key=lambda r: (list(dict.fromkeys(a.scheduler for a in arms))
-                                       .index(r.scheduler), sign * r.mean))
+    return sorted(
+        rows,
+        key=lambda r: (
+            list(dict.fromkeys(a.scheduler for a in arms)).index(r.scheduler),
+            sign * r.mean,
+        ),
+    )
 
 
 def verdict(rows: list[AlgorithmRow], metric: str) -> str:
@@ -167,21 +183,21 @@ def verdict(rows: list[AlgorithmRow], metric: str) -> str:
     if gap <= spread:
         judgement = "The lead does not exceed the seed spread: the difference may be noise."
     elif p_value >= 0.05:
-        judgement = (f"The lead exceeds the spread but is not significant with "
-                     f"{min(len(winner.finals), len(runner_up.finals))} seeds: it may be noise.")
+        judgement = (
+            f"The lead exceeds the spread but is not significant with "
+            f"{min(len(winner.finals), len(runner_up.finals))} seeds: it may be noise."
+        )
     else:
         judgement = "The lead exceeds the seed spread."
     return text + f" (Welch t-test p = {p_value:.2f}). {judgement}"
 
 
-def trials_study(trials: list[dict[str, Any]], space: dict[str, Any], mode: str):
+def trials_study(trials: list[dict[str, Any]], space: dict[str, Dimension], mode: str) -> Any:
     """An Optuna study holding every trial (its config and best evaluation), for Optuna's
     importance evaluators and plots. Only searched dimensions count as parameters."""
     import optuna
     from optuna.distributions import CategoricalDistribution
     from optuna.trial import create_trial
-
-    from search.space import to_optuna_distributions
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     distributions = to_optuna_distributions(space)
@@ -193,31 +209,24 @@ def trials_study(trials: list[dict[str, Any]], space: dict[str, Any], mode: str)
         for name, distribution in distributions.items():
             value = trial["config"].get(name)
             off_grid = isinstance(distribution, CategoricalDistribution) and (
-                value not in distribution.choices)
+                value not in distribution.choices
+            )
             if off_grid:
                 break
             params[name] = value
         else:
-            study.add_trial(create_trial(
-                params=params, distributions=distributions, value=trial["best_metric"]
-            ))
+            study.add_trial(
+                create_trial(params=params, distributions=distributions, value=trial["best_metric"])
+            )
     return study
 
 
-def fanova(study):
-    """Optuna's fANOVA evaluator, or None when the study has under 2 trials or no params."""
+def importances(study: Any) -> dict[str, float]:
+    """fANOVA importance of each searched hyperparameter, most important first (empty with
+    under 2 trials or nothing searched). It fits a random forest: compute it once per study."""
     import optuna
 
     if len(study.trials) < 2 or not study.trials[0].params:
-        return None
-    return optuna.importance.FanovaImportanceEvaluator(seed=0)
-
-
-def importances(study) -> dict[str, float]:
-    """fANOVA importance of each searched hyperparameter (empty when there is too little)."""
-    import optuna
-
-    evaluator = fanova(study)
-    if evaluator is None:
         return {}
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))

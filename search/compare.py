@@ -5,8 +5,8 @@ comparison dir:
     <storage>/<name>-compare/
         compare.json      the plan: budget, metric, and every arm with its run dir
         arms/<arm>/       each arm is an ordinary run dir (summary.json, trials.csv, curve.csv)
-        tensorboard/      one log dir for all arms (layout in search/tensorboard.py)
-        report.md, *.png  written at the end by search/report.py
+        tensorboard/      one log dir for all arms (layout in hpo.search.tensorboard)
+        report.md, *.png  written at the end by hpo.search.report
 
 Fairness comes from what the arms share: the tokenized data, the space (discretised for grid
 search), the budget in training samples, enforced by a Tune stopper, and the seeds: seed k
@@ -23,24 +23,18 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from search.runner import (
-    SWEEP_COPY,
-    Prepared,
-    connect_ray,
-    new_run_dir,
-    prepare,
-    run_prepared,
-)
-from search.schedulers import SCHEDULER_CLASSES, Budget, SuccessiveHalvingConfig
-from search.space import Dimension, as_grid
-from search.storage import StorageDir
-from search.sweep import Sweep, parse_sweep, sweep_to_yaml
-from search.tensorboard import TensorBoardLayout
-from trainables.errors import UserError
-from trainables.loop import TRAINING_STATE
-
-PLAN = "compare.json"
-ARMS = "arms"
+from hpo.core.errors import UserError
+from hpo.core.rundir import ARMS, PLAN, SWEEP_COPY, TRAINING_STATE
+from hpo.core.storage import StorageDir
+from hpo.search.prepare import Prepared, prepare
+from hpo.search.ray_setup import RayTarget, connect_ray, cpus_needed
+from hpo.search.report import write_comparison_report
+from hpo.search.runner import new_run_dir, run_prepared
+from hpo.search.schedulers import SCHEDULERS, Budget, SuccessiveHalvingConfig
+from hpo.search.space import Dimension, as_grid
+from hpo.search.sweep import Sweep
+from hpo.search.sweepfile import parse_sweep, sweep_to_yaml
+from hpo.search.tensorboard import TensorBoardLayout
 
 
 @dataclass(frozen=True)
@@ -78,7 +72,7 @@ def _scheduler(sweep: Sweep, name: str) -> Any:
     defaults, the sweep's max_epochs and (where it has one) grace period."""
     if name == sweep.scheduler.name:
         return sweep.scheduler
-    cls = SCHEDULER_CLASSES[name]
+    cls = SCHEDULERS[name]
     settings: dict[str, Any] = {"name": name, "max_epochs": sweep.scheduler.max_epochs}
     grace = getattr(sweep.scheduler, "grace_period", None)
     if grace is not None and "grace_period" in cls.model_fields:
@@ -111,21 +105,25 @@ def arm_sweep(
         space = as_grid(space, sweep.compare.grid_points)
     scheduler = _scheduler(sweep, arm.scheduler)
     full_trials = budget / (train_examples * scheduler.max_epochs)
-    search = sweep.search.model_copy(update={
-        "algorithm": arm.algorithm,
-        "seed": arm.seed,
-        "num_samples": _num_samples(sweep, arm, scheduler, budget, train_examples),
-        "n_startup_trials": sweep.search.n_startup_trials or max(2, int(full_trials) // 4),
-        "time_budget_s": None,
-    })
-    candidate = sweep.model_copy(update={
-        "name": arm.name,
-        "search": search,
-        "scheduler": scheduler,
-        "space": space,
-        "serve": sweep.serve.model_copy(update={"enabled": False}),
-        "storage": storage.location,
-    })
+    search = sweep.search.model_copy(
+        update={
+            "algorithm": arm.algorithm,
+            "seed": arm.seed,
+            "num_samples": _num_samples(sweep, arm, scheduler, budget, train_examples),
+            "n_startup_trials": sweep.search.n_startup_trials or max(2, int(full_trials) // 4),
+            "time_budget_s": None,
+        }
+    )
+    candidate = sweep.model_copy(
+        update={
+            "name": arm.name,
+            "search": search,
+            "scheduler": scheduler,
+            "space": space,
+            "serve": sweep.serve.model_copy(update={"enabled": False}),
+            "storage": storage.location,
+        }
+    )
     try:
         return parse_sweep(yaml.safe_load(sweep_to_yaml(candidate)), source=f"arm {arm.name}")
     except UserError as err:
@@ -157,22 +155,20 @@ def _write_plan(
         "target": sweep.compare.target,
         "train_examples": len(prepared.data.train),
         "max_epochs": sweep.scheduler.max_epochs,
-        "arms": [{**asdict(arm), "name": arm.name, "run_dir": f"{ARMS}/{arm.name}"}
-                 for arm in arms],
+        "arms": [
+            {**asdict(arm), "name": arm.name, "run_dir": f"{ARMS}/{arm.name}"} for arm in arms
+        ],
     }
     compare_dir.start_fresh()
-    (compare_dir.local / PLAN).write_text(json.dumps(plan, indent=2) + "\n")
-    (compare_dir.local / SWEEP_COPY).write_text(sweep_to_yaml(sweep))
+    compare_dir.write_text(PLAN, json.dumps(plan, indent=2) + "\n")
+    compare_dir.write_text(SWEEP_COPY, sweep_to_yaml(sweep))
     compare_dir.push(PLAN, SWEEP_COPY)
 
 
 def run_comparison(
-    sweep: Sweep, *, address: str | None = None, console: Console | None = None,
-    verbose: bool = False,
+    sweep: Sweep, *, target: RayTarget | None = None, console: Console | None = None
 ) -> StorageDir:
     """Runs every arm, then writes the report; returns the comparison dir."""
-    from search.report import write_comparison_report
-
     console = console or Console()
     prepared = prepare(sweep)
     train_examples = len(prepared.data.train)
@@ -181,9 +177,12 @@ def run_comparison(
     )
     arms = plan_arms(sweep)
     compare_dir = new_run_dir(sweep, f"{sweep.name}-compare")
-    sweeps = {arm: arm_sweep(sweep, arm, budget, train_examples, compare_dir.child(ARMS))
-              for arm in arms}
-    embedded = connect_ray(sweep, address, verbose)
+    sweeps = {
+        arm: arm_sweep(sweep, arm, budget, train_examples, compare_dir.child(ARMS)) for arm in arms
+    }
+    embedded = connect_ray(
+        target or RayTarget(), num_cpus=cpus_needed(sweep), offline=prepared.offline
+    )
     _write_plan(compare_dir, sweep, prepared, budget, arms)
     console.print(
         f"[bold]compare {sweep.name}[/]: {len(arms)} arms ({', '.join(sweep.compare.algorithms)}"
@@ -194,8 +193,13 @@ def run_comparison(
     for number, arm in enumerate(arms, 1):
         console.rule(f"arm {number}/{len(arms)}: {arm.name}")
         run_prepared(
-            sweeps[arm], prepared, compare_dir.child(ARMS, arm.name), embedded=embedded,
-            console=console, layout=_layout(compare_dir, arm), budget_samples=budget,
+            sweeps[arm],
+            prepared,
+            compare_dir.child(ARMS, arm.name),
+            embedded=embedded,
+            console=console,
+            layout=_layout(compare_dir, arm),
+            budget_samples=budget,
         )
         # An ended arm is never resumed: its checkpoints keep the model and tokenizer but not
         # the optimizer state, two thirds of their size (180 of 270 MB for MiniLM).

@@ -4,6 +4,7 @@ budget of `hpo compare`, and the best-so-far curves (curve.csv, TensorBoard, rep
 Compute is the number of training samples that all trials together have trained on. Every
 report of a trial carries its own running count (`samples`), which continues across a pause
 and resume from a checkpoint, so the ledger keeps the latest count per trial and sums them.
+Pure bookkeeping: the Tune callbacks that feed it are in `hpo.search.callbacks`.
 """
 
 from __future__ import annotations
@@ -14,12 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ray.tune import Stopper
-
-from search.results import better
-
-CURVE = "curve.csv"
-"""Best-so-far points of a run, one per evaluation, in the order the driver saw them."""
+from hpo.search.results import better
 
 
 class ComputeLedger:
@@ -106,8 +102,13 @@ def read_curve(path: Path) -> list[CurvePoint]:
         return []
     with open(path, newline="") as handle:
         return [
-            CurvePoint(int(row["samples"]), float(row["seconds"]), row["trial_id"],
-                       float(row["value"]), float(row["best"]))
+            CurvePoint(
+                int(row["samples"]),
+                float(row["seconds"]),
+                row["trial_id"],
+                float(row["value"]),
+                float(row["best"]),
+            )
             for row in csv.DictReader(handle)
         ]
 
@@ -123,19 +124,3 @@ def within_budget(points: list[CurvePoint], budget: int | None) -> list[CurvePoi
         if point.samples >= budget:
             break
     return kept
-
-
-class SampleBudget(Stopper):
-    """Ends the whole experiment once its trials have trained on `samples` examples, so that
-    every arm of a comparison gets the same compute whatever its scheduler does with it."""
-
-    def __init__(self, samples: int) -> None:
-        self.samples = samples
-        self.ledger = ComputeLedger()
-
-    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        self.ledger.add(trial_id, int(result.get("samples", 0)))
-        return False
-
-    def stop_all(self) -> bool:
-        return self.ledger.total >= self.samples

@@ -1,134 +1,174 @@
-"""Reports as files: `report.md` with PNG plots (matplotlib) for a comparison dir
-(`hpo compare`) or a single run dir (`hpo report`), plus `comparison.json` with the table, and
-the mean-over-seeds curves added to the comparison's TensorBoard logs."""
+"""Reports as files: for a comparison dir (`hpo compare`, `hpo report COMPARE_DIR`)
+`comparison.json`, `report.md` and its plots, and the mean-over-seeds curves in its TensorBoard
+logs; for a single run dir (`hpo report RUN_DIR`) `report/report.md` and its plots.
+
+Each report is computed first (numbers in `analysis`, importance once per report), then drawn
+(`plots`), then written and pushed once. No Ray here.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-import warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from search.analysis import (
+from hpo.core.errors import UserError
+from hpo.core.rundir import (
+    COMPARISON,
+    CURVE,
+    IMPORTANCE_PLOT,
+    PARALLEL_PLOT,
+    PLAN,
+    REPORT,
+    RUN_CURVE_PLOT,
+    RUN_REPORT,
+    SWEEP_COPY,
+    TENSORBOARD,
+    curves_plot,
+)
+from hpo.core.storage import StorageDir
+from hpo.search.analysis import (
     AlgorithmRow,
     ArmResult,
-    best_so_far_at,
     default_target,
-    fanova,
     importances,
     load_arms,
     table,
     trials_study,
     verdict,
 )
-from search.compute import CURVE, read_curve
-from search.results import TRIALS_JSON, read_summary
-from search.storage import StorageDir
-from search.sweep import load_sweep
-from search.tensorboard import TENSORBOARD, curve_tags
-from trainables.errors import UserError
-
-COMPARISON = "comparison.json"
-REPORT = "report.md"
-RUN_REPORT = "report"
-"""The folder of a run dir where `hpo report` writes."""
-AXES = {"samples": "training samples (all trials)", "seconds": "wall time (s)"}
+from hpo.search.compute import read_curve
+from hpo.search.plots import plot_curves, plot_importance, plot_parallel_coordinates, seed_band
+from hpo.search.results import read_summary, read_trials
+from hpo.search.sweepfile import load_run_sweep, load_sweep
+from hpo.search.tensorboard import curve_tags
 
 
-def _pyplot():
-    import matplotlib
+@dataclass
+class Importance:
+    """fANOVA importance over a set of trials, and the Optuna study it was computed from."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    study: Any
+    trials: int
+    scores: dict[str, float]
 
-    return plt
+    @classmethod
+    def of(cls, trials: list[dict[str, Any]], space: dict[str, Any], mode: str) -> Importance:
+        study = trials_study(trials, space, mode)
+        return cls(study, len(trials), importances(study))
 
+    def plot(self, directory: Path) -> list[str]:
+        """The importance and parallel-coordinate plots it can draw; returns their names."""
+        written = []
+        if self.scores:
+            plot_importance(self.scores, directory / IMPORTANCE_PLOT, trials=self.trials)
+            written.append(IMPORTANCE_PLOT)
+        if self.study.trials:
+            plot_parallel_coordinates(self.study, directory / PARALLEL_PLOT)
+            written.append(PARALLEL_PLOT)
+        return written
 
-def _seed_band(curves: list[list], xs: np.ndarray, axis: str) -> tuple[np.ndarray, ...]:
-    """Mean and standard deviation over seeds where every seed has a value."""
-    ys = np.array([best_so_far_at(curve, xs, axis) for curve in curves])
-    defined = ~np.isnan(ys).any(axis=0)
-    ys = ys[:, defined]
-    return xs[defined], ys.mean(axis=0), ys.std(axis=0)
-
-
-def plot_curves(
-    curves: dict[str, list[list]], path: Path, *, metric: str, title: str,
-    samples_limit: int | None = None,
-) -> None:
-    """Best so far against training samples and against wall time: per label, the mean over
-    its curves (seeds) with a band of one standard deviation."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for axis, ax in zip(AXES, axes):
-        ends = [curve[-1] for runs in curves.values() for curve in runs if curve]
-        limit = max(getattr(p, axis) for p in ends) if ends else 1.0
-        if axis == "samples" and samples_limit:
-            limit = samples_limit
-        xs = np.linspace(0, limit, 400)
-        for label, runs in curves.items():
-            runs = [c for c in runs if c]
-            if not runs:
-                continue
-            x, mean, std = _seed_band(runs, xs, axis)
-            line = ax.plot(x, mean, label=f"{label} ({len(runs)} seed{'s' * (len(runs) > 1)})")
-            ax.fill_between(x, mean - std, mean + std, color=line[0].get_color(), alpha=0.2)
-        ax.set_xlabel(AXES[axis])
-        ax.set_ylabel(f"best {metric} so far")
-        ax.grid(alpha=0.3)
-        ax.set_xlim(left=0)
-        ax.legend(loc="best", fontsize=9)
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    def section(self, pictures: list[str]) -> list[str]:
+        """The report's importance section, in Markdown lines."""
+        lines = [
+            "## Hyperparameter importance",
+            "",
+            f"fANOVA (Optuna) over {self.trials} trials, each scored by its best evaluation "
+            "(early-stopped trials included).",
+            "",
+        ]
+        if self.scores:
+            lines += ["| hyperparameter | importance |", "|---|---|"]
+            lines += [f"| {name} | {value:.3f} |" for name, value in self.scores.items()]
+        else:
+            lines.append("Too few trials or searched hyperparameters to tell.")
+        return [*lines, "", *(f"![{p}]({p})" for p in pictures), ""]
 
 
-def plot_study(study, directory: Path) -> list[str]:
-    """Optuna's importance and parallel-coordinate plots; returns the files written."""
-    from optuna.visualization import matplotlib as optuna_plots
+@dataclass
+class Comparison:
+    """The numbers of a comparison dir: its plan, finished arms, table and verdicts."""
 
-    plt = _pyplot()
-    written = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
-        evaluator = fanova(study)
-        if evaluator is not None:
-            ax = optuna_plots.plot_param_importances(study, evaluator=evaluator)
-            ax.figure.savefig(directory / "importance.png", dpi=110, bbox_inches="tight")
-            plt.close(ax.figure)
-            written.append("importance.png")
-        if study.trials:
-            ax = optuna_plots.plot_parallel_coordinate(study)
-            ax.figure.set_size_inches(11, 5)
-            ax.figure.savefig(directory / "parallel_coordinates.png", dpi=110, bbox_inches="tight")
-            plt.close(ax.figure)
-            written.append("parallel_coordinates.png")
-    return written
+    plan: dict[str, Any]
+    arms: list[ArmResult]
+    target: float
+    rows: list[AlgorithmRow]
+    verdicts: dict[str, str]
 
+    @property
+    def schedulers(self) -> list[str]:
+        return list(self.verdicts)
 
-def _importance_section(study, trials: int, pictures: list[str]) -> list[str]:
-    scores = importances(study)
-    lines = [
-        "## Hyperparameter importance",
-        "",
-        f"fANOVA (Optuna) over {trials} trials, each scored by its best evaluation "
-        "(early-stopped trials included).",
-        "",
-    ]
-    if scores:
-        lines += ["| hyperparameter | importance |", "|---|---|"]
-        lines += [f"| {name} | {value:.3f} |" for name, value in scores.items()]
-    else:
-        lines.append("Too few trials or searched hyperparameters to tell.")
-    return lines + [""] + [f"![{p}]({p})" for p in pictures] + [""]
+    def curves(self, scheduler: str) -> dict[str, list[list]]:
+        """Per algorithm, the curves of its seeds under one scheduler."""
+        mine = [a for a in self.arms if a.scheduler == scheduler]
+        return {
+            algorithm: [a.curve for a in mine if a.algorithm == algorithm]
+            for algorithm in dict.fromkeys(a.algorithm for a in mine)
+        }
 
 
-def _fmt(value: float | None, digits: int = 0) -> str:
+def _read_plan(compare_dir: StorageDir) -> dict[str, Any]:
+    path = compare_dir.local / PLAN
+    if not path.is_file():
+        raise UserError(f"{compare_dir} is not a comparison dir (it has no {PLAN})")
+    return json.loads(path.read_text())
+
+
+def compare_arms(compare_dir: StorageDir) -> Comparison:
+    """Reads the finished arms of a comparison dir and computes its table and verdicts."""
+    plan = _read_plan(compare_dir)
+    mode = plan["mode"]
+    arms = [a for a in load_arms(compare_dir, plan) if a.curve]
+    if not arms:
+        raise UserError(f"{compare_dir}: no arm has finished yet")
+    target = plan["target"] if plan["target"] is not None else default_target(arms, mode)
+    rows = table(arms, mode, target)
+    schedulers = dict.fromkeys(r.scheduler for r in rows)
+    verdicts = {
+        s: verdict([r for r in rows if r.scheduler == s], plan["metric"]) for s in schedulers
+    }
+    return Comparison(plan, arms, target, rows, verdicts)
+
+
+def _plot_curves(comparison: Comparison, directory: Path) -> list[str]:
+    plan, pictures = comparison.plan, []
+    for scheduler in comparison.schedulers:
+        picture = curves_plot(scheduler)
+        plot_curves(
+            comparison.curves(scheduler),
+            directory / picture,
+            metric=plan["metric"],
+            samples_limit=plan["budget_samples"],
+            title=f"{plan['name']}: best {plan['metric']} so far, {scheduler} "
+            "(mean ± std over seeds)",
+        )
+        pictures.append(picture)
+    return pictures
+
+
+def _write_mean_curves(logdir: Path, comparison: Comparison) -> None:
+    """TensorBoard: per algorithm, the mean over seeds in the section `<scheduler>/mean`."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    xs = np.linspace(0, comparison.plan["budget_samples"], 100)
+    for algorithm in dict.fromkeys(a.algorithm for a in comparison.arms):
+        with SummaryWriter(str(logdir / algorithm)) as writer:
+            for scheduler in comparison.schedulers:
+                curves = comparison.curves(scheduler).get(algorithm)
+                if not curves:
+                    continue
+                x, mean, _ = seed_band(curves, xs, "samples")
+                tag = curve_tags(f"{scheduler}/mean", comparison.plan["metric"])[0]
+                for step, value in zip(x, mean, strict=True):
+                    writer.add_scalar(tag, float(value), int(step))
+
+
+def _not_reached(value: float | None, digits: int = 0) -> str:
     return "not reached" if value is None else f"{value:,.{digits}f}"
 
 
@@ -141,152 +181,156 @@ def _table_lines(rows: list[AlgorithmRow], metric: str) -> list[str]:
     for r in rows:
         lines.append(
             f"| {r.scheduler} | {r.algorithm} | {r.mean:.4f} ± {r.std:.4f} | {len(r.finals)} | "
-            f"{r.mean_rank:.2f} | {_fmt(r.samples_to_target)} ({r.reached}/{len(r.finals)}) | "
-            f"{_fmt(r.seconds_to_target)} | {r.trials:.1f} | {r.wall_s:.0f} |"
+            f"{r.mean_rank:.2f} | {_not_reached(r.samples_to_target)} ({r.reached}/"
+            f"{len(r.finals)}) | {_not_reached(r.seconds_to_target)} | {r.trials:.1f} | "
+            f"{r.wall_s:.0f} |"
         )
     return lines
 
 
-def _write_mean_curves(logdir: Path, arms: list[ArmResult], metric: str, budget: int) -> None:
-    """TensorBoard: per algorithm, the mean over seeds in the section `<scheduler>/mean`."""
-    from torch.utils.tensorboard import SummaryWriter
+def _comparison_markdown(
+    comparison: Comparison,
+    importance: Importance,
+    curve_pictures: list[str],
+    importance_pictures: list[str],
+    compare_dir: StorageDir,
+) -> str:
+    plan, metric = comparison.plan, comparison.plan["metric"]
+    budget, examples = plan["budget_samples"], plan["train_examples"]
+    target_origin = " (the worst arm's final best)." if plan["target"] is None else "."
+    lines = [
+        f"# Comparison: {plan['name']}",
+        "",
+        f"Model {plan['model']}, {examples:,} training examples, metric {metric} "
+        f"({plan['mode']}). Every arm had the same budget: {budget:,} training samples "
+        f"({budget / examples:.1f} epochs of the training set), counted over all its trials. "
+        f"Target for 'to target': {comparison.target:.4f}{target_origin}",
+        "",
+        "## Results",
+        "",
+        *_table_lines(comparison.rows, metric),
+        "",
+        *comparison.verdicts.values(),
+        "",
+        "## Best so far against compute",
+        "",
+        *(f"![{p}]({p})" for p in curve_pictures),
+        "",
+        *importance.section(importance_pictures),
+        "## Arms",
+        "",
+        "| arm | final best | samples used | wall s | trials |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {a.algorithm}-{a.scheduler}-seed{a.seed} | {a.final_best:.4f} | "
+            f"{a.samples_used:,} | {a.wall_s:.0f} | {len(a.trials)} |"
+            for a in comparison.arms
+        ),
+        "",
+        f"TensorBoard: `hpo tensorboard {compare_dir}`",
+        "",
+    ]
+    return "\n".join(lines)
 
-    xs = np.linspace(0, budget, 100)
-    for algorithm in dict.fromkeys(a.algorithm for a in arms):
-        with SummaryWriter(str(logdir / algorithm)) as writer:
-            for scheduler in dict.fromkeys(a.scheduler for a in arms):
-                curves = [a.curve for a in arms
-                          if (a.algorithm, a.scheduler) == (algorithm, scheduler) and a.curve]
-                if not curves:
-                    continue
-                x, mean, _ = _seed_band(curves, xs, "samples")
-                tag = curve_tags(f"{scheduler}/mean", metric)[0]
-                for step, value in zip(x, mean):
-                    writer.add_scalar(tag, float(value), int(step))
+
+def _comparison_json(comparison: Comparison, importance: Importance) -> dict[str, Any]:
+    plan = comparison.plan
+    return {
+        "name": plan["name"],
+        "metric": plan["metric"],
+        "mode": plan["mode"],
+        "budget_samples": plan["budget_samples"],
+        "target": comparison.target,
+        "verdicts": comparison.verdicts,
+        "importance": importance.scores,
+        "rows": [{**asdict(r), "mean": r.mean, "std": r.std} for r in comparison.rows],
+        "arms": [
+            {
+                "algorithm": a.algorithm,
+                "scheduler": a.scheduler,
+                "seed": a.seed,
+                "final_best": a.final_best,
+                "samples_used": a.samples_used,
+                "wall_s": a.wall_s,
+                "trials": len(a.trials),
+            }
+            for a in comparison.arms
+        ],
+    }
 
 
 def write_comparison_report(compare_dir: StorageDir) -> dict[str, Any]:
     """Writes comparison.json, report.md, the PNGs and TensorBoard mean curves; returns the
     content of comparison.json."""
-    from search.compare import PLAN
-    from search.runner import SWEEP_COPY
-
     started = time.time()
-    plan_path = compare_dir.local / PLAN
-    if not plan_path.is_file():
-        raise UserError(f"{compare_dir} is not a comparison dir (it has no {PLAN})")
-    plan = json.loads(plan_path.read_text())
-    metric, mode, budget = plan["metric"], plan["mode"], plan["budget_samples"]
-    arms = [a for a in load_arms(compare_dir, plan) if a.curve]
-    if not arms:
-        raise UserError(f"{compare_dir}: no arm has finished yet")
-    target = plan["target"] if plan["target"] is not None else default_target(arms, mode)
-    rows = table(arms, mode, target)
-    schedulers = list(dict.fromkeys(r.scheduler for r in rows))
-    verdicts = {s: verdict([r for r in rows if r.scheduler == s], metric) for s in schedulers}
-
-    pictures = []
-    for scheduler in schedulers:
-        curves = {
-            algorithm: [a.curve for a in arms
-                        if (a.algorithm, a.scheduler) == (algorithm, scheduler)]
-            for algorithm in dict.fromkeys(a.algorithm for a in arms if a.scheduler == scheduler)
-        }
-        picture = f"curves_{scheduler}.png"
-        plot_curves(curves, compare_dir.local / picture, metric=metric, samples_limit=budget,
-                    title=f"{plan['name']}: best {metric} so far, {scheduler} "
-                          "(mean ± std over seeds)")
-        pictures.append(picture)
-    _write_mean_curves(compare_dir.local / TENSORBOARD, arms, metric, budget)
-
+    comparison = compare_arms(compare_dir)
     sweep = load_sweep(compare_dir.local / SWEEP_COPY)
-    all_trials = [t for a in arms for t in a.trials]
-    study = trials_study(all_trials, sweep.space, mode)
-    study_pictures = plot_study(study, compare_dir.local)
+    all_trials = [t for a in comparison.arms for t in a.trials]
+    importance = Importance.of(all_trials, sweep.space, comparison.plan["mode"])
 
-    lines = [
-        f"# Comparison: {plan['name']}",
-        "",
-        f"Model {plan['model']}, {plan['train_examples']:,} training examples, metric {metric} "
-        f"({mode}). Every arm had the same budget: {budget:,} training samples "
-        f"({budget / plan['train_examples']:.1f} epochs of the training set), counted over all "
-        f"its trials. Target for 'to target': {target:.4f}"
-        + (" (the worst arm's final best)." if plan["target"] is None else "."),
-        "",
-        "## Results",
-        "",
-        *_table_lines(rows, metric),
-        "",
-        *(verdicts[s] for s in schedulers),
-        "",
-        "## Best so far against compute",
-        "",
-        *(f"![{p}]({p})" for p in pictures),
-        "",
-        *_importance_section(study, len(all_trials), study_pictures),
-        "## Arms",
-        "",
-        "| arm | final best | samples used | wall s | trials |",
-        "|---|---|---|---|---|",
-        *(f"| {a.algorithm}-{a.scheduler}-seed{a.seed} | {a.final_best:.4f} | "
-          f"{a.samples_used:,} | {a.wall_s:.0f} | {len(a.trials)} |" for a in arms),
-        "",
-        f"TensorBoard: `hpo tensorboard {compare_dir}`",
-        "",
-    ]
-    (compare_dir.local / REPORT).write_text("\n".join(lines))
-    comparison = {
-        "name": plan["name"], "metric": metric, "mode": mode, "budget_samples": budget,
-        "target": target, "verdicts": verdicts, "importance": importances(study),
-        "rows": [{**asdict(r), "mean": r.mean, "std": r.std} for r in rows],
-        "arms": [{"algorithm": a.algorithm, "scheduler": a.scheduler, "seed": a.seed,
-                  "final_best": a.final_best, "samples_used": a.samples_used,
-                  "wall_s": a.wall_s, "trials": len(a.trials)} for a in arms],
-    }
-    (compare_dir.local / COMPARISON).write_text(json.dumps(comparison, indent=2) + "\n")
-    compare_dir.push(REPORT, COMPARISON, *pictures, *study_pictures)
+    directory = compare_dir.local
+    curve_pictures = _plot_curves(comparison, directory)
+    importance_pictures = importance.plot(directory)
+    _write_mean_curves(directory / TENSORBOARD, comparison)
+    result = _comparison_json(comparison, importance)
+    compare_dir.write_text(
+        REPORT,
+        _comparison_markdown(
+            comparison, importance, curve_pictures, importance_pictures, compare_dir
+        ),
+    )
+    compare_dir.write_text(COMPARISON, json.dumps(result, indent=2) + "\n")
+    compare_dir.push(REPORT, COMPARISON, *curve_pictures, *importance_pictures)
     compare_dir.push(TENSORBOARD, since=started)
-    return comparison
+    return result
+
+
+def _run_markdown(
+    summary: dict[str, Any], curve_pictures: list[str], importance_lines: list[str]
+) -> str:
+    metric, best = summary["metric"], summary["best"]
+    lines = [
+        f"# Sweep: {summary['name']}",
+        "",
+        f"{summary['algorithm']} search, {summary['scheduler']} scheduler, "
+        f"{summary['num_trials']} trials, {summary.get('train_samples', 0):,} training samples "
+        f"in {summary['wall_s']:.0f} s.",
+        "",
+        "No trial produced a checkpoint."
+        if best is None
+        else f"Best {metric}: **{best['metric']:.4f}** (trial {best['trial_id']}, epoch "
+        f"{best['epoch']}), config `{json.dumps(best['config'])}`.",
+        "",
+        *(f"![{p}]({p})" for p in curve_pictures),
+        "",
+        *importance_lines,
+    ]
+    return "\n".join(lines)
 
 
 def write_run_report(run: StorageDir) -> Path:
     """`hpo report RUN_DIR`: the best-so-far curve and importance plots of one sweep, in
     `<run_dir>/report/`; returns the report file (on this machine)."""
-    from search.runner import load_run_sweep
-
     summary = read_summary(run)
     if summary is None:
         raise UserError(f"{run}: no summary.json yet; is the sweep still running?")
     sweep = load_run_sweep(run)
-    run.pull(CURVE, TRIALS_JSON)
-    metric, mode = summary["metric"], summary["mode"]
+    run.pull(CURVE)
     directory = run.local / RUN_REPORT
     directory.mkdir(exist_ok=True)
     curve = read_curve(run.local / CURVE)
-    pictures = []
+    curve_pictures = []
     if curve:
-        plot_curves({summary["algorithm"]: [curve]}, directory / "curve.png", metric=metric,
-                    title=f"{summary['name']}: best {metric} so far")
-        pictures.append("curve.png")
-    trials = json.loads((run.local / TRIALS_JSON).read_text())
-    study = trials_study(trials, sweep.space, mode)
-    best = summary["best"]
-    lines = [
-        f"# Sweep: {summary['name']}",
-        "",
-        f"{summary['algorithm']} search, {summary['scheduler']} scheduler, "
-        f"{summary['num_trials']} trials, {summary.get('train_samples', 0):,} training samples in "
-        f"{summary['wall_s']:.0f} s.",
-        "",
-        "No trial produced a checkpoint." if best is None else
-        f"Best {metric}: **{best['metric']:.4f}** (trial {best['trial_id']}, epoch "
-        f"{best['epoch']}), config `{json.dumps(best['config'])}`.",
-        "",
-        *(f"![{p}]({p})" for p in pictures),
-        "",
-        *_importance_section(study, len(trials), plot_study(study, directory)),
-    ]
+        plot_curves(
+            {summary["algorithm"]: [curve]},
+            directory / RUN_CURVE_PLOT,
+            metric=summary["metric"],
+            title=f"{summary['name']}: best {summary['metric']} so far",
+        )
+        curve_pictures.append(RUN_CURVE_PLOT)
+    importance = Importance.of(read_trials(run), sweep.space, summary["mode"])
+    importance_lines = importance.section(importance.plot(directory))
     report = directory / REPORT
-    report.write_text("\n".join(lines))
+    report.write_text(_run_markdown(summary, curve_pictures, importance_lines))
     run.push(RUN_REPORT)
     return report

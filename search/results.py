@@ -1,5 +1,7 @@
-"""Turning Tune's results into what users read: `trials.csv` (a row per trial) and
-`summary.json` (the best trial, its best epoch's checkpoint, and the run's totals).
+"""What users read of a sweep, built as plain data and then written once: `trials.csv` and
+`trials.json` (a record per trial) and `summary.json` (the best trial, its best evaluation's
+checkpoint, and the run's totals). No Ray here: `hpo.search.tune_results` turns Tune's results
+into `TrialSnapshot`s, and reports read the files this module writes.
 
 The best checkpoint is the best *evaluation* of the best trial by the sweep's metric, not its
 last one: trials keep their best checkpoint besides their latest (`num_to_keep=1` with a score).
@@ -8,20 +10,34 @@ last one: trials keep their best checkpoint besides their latest (`num_to_keep=1
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from search import storage
-from search.storage import StorageDir
-from trainables.metrics import METRICS
+from hpo.core.errors import UserError
+from hpo.core.rundir import SUMMARY, TRIALS, TRIALS_JSON
+from hpo.core.storage import StorageDir
+from hpo.trainables.metrics import METRICS
 
-SUMMARY = "summary.json"
-TRIALS = "trials.csv"
-TRIALS_JSON = "trials.json"
-CHECKPOINT_PATH = "checkpoint_path"  # the metric that Ray Train's TuneReportCallback adds
+
+@dataclass(frozen=True)
+class TrialSnapshot:
+    """One trial as Tune left it, as plain data.
+
+    Attributes:
+        status: Tune's status (TERMINATED, PAUSED, ERROR, RUNNING, PENDING).
+        rows: every report, in order.
+        checkpoints: the kept checkpoints, by the `training_iteration` they were saved at.
+    """
+
+    trial_id: str
+    status: str
+    config: dict[str, Any]
+    rows: list[dict[str, Any]]
+    checkpoints: dict[int, str]
+    error: str | None = None
 
 
 @dataclass
@@ -43,36 +59,22 @@ class TrialRecord:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Objective:
+    """The sweep's metric and direction, and the epochs of a full trial."""
+
+    metric: str
+    mode: str
+    max_epochs: float
+
+
 def better(a: float, b: float, mode: str) -> bool:
     """Whether metric value `a` beats `b` in `mode` (max or min)."""
     return a > b if mode == "max" else a < b
 
 
-def _has_value(value: Any) -> bool:
+def has_value(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
-
-
-def best_row(rows: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any] | None:
-    """The report with the best value of `metric` (the earliest among equals)."""
-    best = None
-    for row in rows:
-        value = row.get(metric)
-        if not _has_value(value):
-            continue
-        if best is None or better(value, best[metric], mode):
-            best = row
-    return best
-
-
-def _checkpoint_for(row: dict[str, Any], checkpoints: list[tuple[str, dict[str, Any]]]) -> str | None:
-    """The kept checkpoint saved at the report `row` (Tune's own, or Ray Train's path metric)."""
-    path = row.get(CHECKPOINT_PATH)
-    if isinstance(path, str) and storage.is_dir(path):
-        return path
-    for checkpoint_path, metrics in checkpoints:
-        if metrics.get("training_iteration") == row.get("training_iteration"):
-            return checkpoint_path
-    return None
 
 
 def _state(status: str, trained_fully: bool, sweep_over: bool) -> str:
@@ -87,48 +89,46 @@ def _state(status: str, trained_fully: bool, sweep_over: bool) -> str:
     return status.lower()
 
 
-def make_record(
-    trial_id: str,
-    status: str,
-    config: dict[str, Any],
-    rows: list[dict[str, Any]],
-    checkpoints: list[tuple[str, dict[str, Any]]],
-    *,
-    metric: str,
-    mode: str,
-    max_epochs: float,
-    sweep_over: bool,
-    error: str | None = None,
-) -> TrialRecord:
-    """Summarises one trial from its reports (in order) and its kept checkpoints."""
-    record = TrialRecord(trial_id=trial_id, state=status, config=config, error=error)
-    if rows:
-        last = rows[-1]
+def _best_kept_row(
+    rows: list[dict[str, Any]], checkpoints: dict[int, str], objective: Objective
+) -> dict[str, Any] | None:
+    """The best report whose checkpoint was kept (the earliest among equals); else the best
+    report. Tune keeps the best checkpoint by score and the latest, so this is the trial's best
+    evaluation unless its checkpoint was lost."""
+    ranked = sorted(
+        (row for row in rows if has_value(row.get(objective.metric))),
+        key=lambda row: (
+            row[objective.metric] if objective.mode == "min" else -row[objective.metric]
+        ),
+    )
+    kept = (row for row in ranked if row.get("training_iteration") in checkpoints)
+    return next(kept, ranked[0] if ranked else None)
+
+
+def make_record(snapshot: TrialSnapshot, objective: Objective, *, sweep_over: bool) -> TrialRecord:
+    """Summarises one trial from its reports and its kept checkpoints."""
+    record = TrialRecord(
+        trial_id=snapshot.trial_id,
+        state=snapshot.status,
+        config=snapshot.config,
+        error=snapshot.error,
+    )
+    if snapshot.rows:
+        last = snapshot.rows[-1]
         record.epochs = float(last.get("epoch", 0.0))
-        record.reports = len(rows)
+        record.reports = len(snapshot.rows)
         record.samples = int(last.get("samples", 0))
         record.time_s = float(last.get("time_total_s", 0.0))
         record.node = last.get("node_id") if isinstance(last.get("node_id"), str) else None
-    record.state = _state(status, record.epochs >= max_epochs - 1e-6, sweep_over)
-    # Tune keeps the best checkpoint by score (ties go to the later one) and the latest, so the
-    # trial's best is its best report whose checkpoint was kept (checked best first: in a
-    # bucket, each check is a request).
-    ranked = sorted(
-        (row for row in rows if _has_value(row.get(metric))),
-        key=lambda row: row[metric] if mode == "min" else -row[metric],
-    )
-    best = next((row for row in ranked if _checkpoint_for(row, checkpoints)), None)
-    best = best or best_row(rows, metric, mode)
+    trained_fully = record.epochs >= objective.max_epochs - 1e-6
+    record.state = _state(snapshot.status, trained_fully, sweep_over)
+    best = _best_kept_row(snapshot.rows, snapshot.checkpoints, objective)
     if best is not None:
-        record.best_metric = float(best[metric])
+        record.best_metric = float(best[objective.metric])
         record.best_epoch = float(best.get("epoch", 0.0))
         record.best_metrics = {m: float(best[m]) for m in METRICS if m in best}
-        record.best_checkpoint = _checkpoint_for(best, checkpoints)
+        record.best_checkpoint = snapshot.checkpoints.get(best.get("training_iteration"))
     return record
-
-
-def _epoch_number(epoch: float) -> float | int:
-    return int(epoch) if float(epoch).is_integer() else round(epoch, 4)
 
 
 def best_trial(records: list[TrialRecord], mode: str) -> TrialRecord | None:
@@ -142,39 +142,29 @@ def best_trial(records: list[TrialRecord], mode: str) -> TrialRecord | None:
     return best
 
 
-def write_trials_csv(records: list[TrialRecord], path: Path, metric: str) -> None:
-    hyperparameters = sorted({key for record in records for key in record.config})
-    columns = [
-        "trial_id", "state", *(f"config.{k}" for k in hyperparameters), "epochs", "reports",
-        "samples", f"best_{metric}", "best_epoch", *(f"best.{m}" for m in METRICS), "time_s",
-        "checkpoint", "node", "error",
-    ]
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(columns)
-        for r in records:
-            writer.writerow([
-                r.trial_id, r.state, *(r.config.get(k, "") for k in hyperparameters),
-                round(r.epochs, 4), r.reports, r.samples,
-                "" if r.best_metric is None else r.best_metric,
-                "" if r.best_epoch is None else round(r.best_epoch, 4),
-                *(r.best_metrics.get(m, "") for m in METRICS), round(r.time_s, 1),
-                r.best_checkpoint or "", r.node or "",
-                (r.error or "").splitlines()[0] if r.error else "",
-            ])
+def _epoch_number(epoch: float) -> float | int:
+    return int(epoch) if float(epoch).is_integer() else round(epoch, 4)
 
 
 def build_summary(
-    records: list[TrialRecord], *, name: str, metric: str, mode: str, algorithm: str,
-    scheduler: str, wall_s: float, extra: dict[str, Any],
+    records: list[TrialRecord],
+    *,
+    name: str,
+    objective: Objective,
+    algorithm: str,
+    scheduler: str,
+    wall_s: float,
+    extra: dict[str, Any],
 ) -> dict[str, Any]:
     """summary.json: the best trial and the run's totals."""
-    best = best_trial(records, mode)
+    best = best_trial(records, objective.mode)
     states = [r.state for r in records]
     samples = sum(r.samples for r in records)
     return {
         "name": name,
-        "best": None if best is None else {
+        "best": None
+        if best is None
+        else {
             "metric": best.best_metric,
             "metrics": best.best_metrics,
             "config": best.config,
@@ -182,8 +172,8 @@ def build_summary(
             "trial_id": best.trial_id,
             "epoch": _epoch_number(best.best_epoch or 0.0),
         },
-        "metric": metric,
-        "mode": mode,
+        "metric": objective.metric,
+        "mode": objective.mode,
         "algorithm": algorithm,
         "scheduler": scheduler,
         "num_trials": len(records),
@@ -199,68 +189,89 @@ def build_summary(
     }
 
 
+def trials_csv(records: list[TrialRecord], metric: str) -> str:
+    """trials.csv: a row per trial, its hyperparameters as `config.<name>` columns."""
+    hyperparameters = sorted({key for record in records for key in record.config})
+    columns = [
+        "trial_id",
+        "state",
+        *(f"config.{k}" for k in hyperparameters),
+        "epochs",
+        "reports",
+        "samples",
+        f"best_{metric}",
+        "best_epoch",
+        *(f"best.{m}" for m in METRICS),
+        "time_s",
+        "checkpoint",
+        "node",
+        "error",
+    ]
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(columns)
+    for r in records:
+        writer.writerow(
+            [
+                r.trial_id,
+                r.state,
+                *(r.config.get(k, "") for k in hyperparameters),
+                round(r.epochs, 4),
+                r.reports,
+                r.samples,
+                "" if r.best_metric is None else r.best_metric,
+                "" if r.best_epoch is None else round(r.best_epoch, 4),
+                *(r.best_metrics.get(m, "") for m in METRICS),
+                round(r.time_s, 1),
+                r.best_checkpoint or "",
+                r.node or "",
+                (r.error or "").splitlines()[0] if r.error else "",
+            ]
+        )
+    return text.getvalue()
+
+
+def _write_trial_files(run: StorageDir, records: list[TrialRecord], metric: str) -> None:
+    run.write_text(TRIALS, trials_csv(records, metric))
+    run.write_text(TRIALS_JSON, json.dumps([asdict(r) for r in records], indent=2) + "\n")
+
+
+def write_trials(run: StorageDir, records: list[TrialRecord], metric: str) -> None:
+    """trials.csv and trials.json alone: the state of a sweep that has not ended."""
+    _write_trial_files(run, records, metric)
+    run.push(TRIALS, TRIALS_JSON)
+
+
 def write_results(run: StorageDir, records: list[TrialRecord], summary: dict[str, Any]) -> None:
-    write_trials_csv(records, run.local / TRIALS, summary["metric"])
-    (run.local / TRIALS_JSON).write_text(
-        json.dumps([asdict(r) for r in records], indent=2, default=str) + "\n"
-    )
-    (run.local / SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    run.push(TRIALS, TRIALS_JSON, SUMMARY)  # summary.json last: it says the run is over
+    """Every result file of a finished sweep, written once and pushed once (summary.json last:
+    its presence says the run is over)."""
+    _write_trial_files(run, records, summary["metric"])
+    run.write_text(SUMMARY, json.dumps(summary, indent=2, default=str) + "\n")
+    run.push(TRIALS, TRIALS_JSON, SUMMARY)
+
+
+def _read_json(run: StorageDir, name: str) -> Any | None:
+    run.pull(name)
+    path = run.local / name
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(
+            f"{run}/{name} is damaged ({err}); rerun `hpo resume {run}` to write it again"
+        ) from None
 
 
 def read_summary(run: StorageDir) -> dict[str, Any] | None:
-    run.pull(SUMMARY)
-    path = run.local / SUMMARY
-    return json.loads(path.read_text()) if path.is_file() else None
+    """summary.json of a run dir, or None while the sweep has not ended."""
+    summary = _read_json(run, SUMMARY)
+    if summary is not None and not isinstance(summary, dict):
+        raise UserError(f"{run}/{SUMMARY} is damaged (not a JSON object)")
+    return summary
 
 
-def _with_checkpoint_locations(rows: list[dict[str, Any]], fs) -> list[dict[str, Any]]:
-    """Ray Train reports checkpoint paths on the storage's filesystem `fs`: paths in a bucket
-    lose their scheme there, and get it back here."""
-    return [
-        {**row, CHECKPOINT_PATH: storage.as_location(fs, row[CHECKPOINT_PATH])}
-        if isinstance(row.get(CHECKPOINT_PATH), str) else row
-        for row in rows
-    ]
-
-
-def records_from_analysis(
-    analysis, run: StorageDir, *, metric: str, mode: str, max_epochs: float, sweep_over: bool
-) -> list[TrialRecord]:
-    """Every trial of a Tune `ExperimentAnalysis` of `run`, in the order Tune created them."""
-    records = []
-    fs, _ = storage.filesystem(run.location)
-    for trial in analysis.trials:
-        frame = analysis.trial_dataframes.get(trial.trial_id)
-        rows = [] if frame is None or frame.empty else frame.to_dict("records")
-        rows = _with_checkpoint_locations(rows, fs)
-        kept = trial.run_metadata.checkpoint_manager.best_checkpoint_results
-        checkpoints = [
-            (storage.as_location(result.checkpoint.filesystem, result.checkpoint.path),
-             result.metrics)
-            for result in kept
-        ]
-        error = None
-        if trial.status == "ERROR":
-            error = trial.get_error()
-            error = str(error) if error is not None else "the trial failed"
-        records.append(
-            make_record(
-                trial.trial_id, trial.status, dict(trial.config), rows, checkpoints,
-                metric=metric, mode=mode, max_epochs=max_epochs, sweep_over=sweep_over,
-                error=error,
-            )
-        )
-    return records
-
-
-def load_records(
-    run: StorageDir, *, metric: str, mode: str, max_epochs: float, sweep_over: bool
-) -> list[TrialRecord]:
-    """Every trial of a run dir, from Tune's last experiment snapshot (also while it runs)."""
-    from ray.tune import ExperimentAnalysis
-
-    return records_from_analysis(
-        ExperimentAnalysis(run.location), run, metric=metric, mode=mode, max_epochs=max_epochs,
-        sweep_over=sweep_over,
-    )
+def read_trials(run: StorageDir) -> list[dict[str, Any]]:
+    """trials.json of a run dir: every trial's record as a dict (empty before the first)."""
+    trials = _read_json(run, TRIALS_JSON)
+    return trials if isinstance(trials, list) else []

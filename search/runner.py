@@ -1,155 +1,54 @@
-"""Running, resuming and summarising a sweep with Ray Tune.
+"""Running and resuming a sweep with Ray Tune.
 
-`run_sweep` reads the data and tokenizes it once (in the driver, before any trial), connects to
-Ray (an embedded single-node cluster, or `--address`/`RAY_ADDRESS`), runs the Tune experiment in
-`<storage>/<name>/` (a folder or a bucket, see search.storage) and writes `trials.csv` and
-`summary.json` there.
+`run_sweep` prepares the sweep (model and tokenized data, in the driver), connects to Ray (see
+`ray_setup`), runs the Tune experiment in `<storage>/<name>/` (a folder or a bucket) and, once
+Tune returns, writes the run's results in one pass: Tune's results become plain snapshots
+(`tune_results`), then records and a summary (`results`), then files, pushed once.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+import ray
+from ray import tune
 from rich.console import Console
 
-from search.algorithms import SearchSettings
-from search.compute import CURVE, SampleBudget
-from search.results import (
-    TRIALS,
-    build_summary,
-    load_records,
-    records_from_analysis,
-    write_results,
-    write_trials_csv,
+from hpo.core.errors import SweepInterrupted, UserError
+from hpo.core.rundir import CURVE, SWEEP_COPY, TENSORBOARD
+from hpo.core.storage import StorageDir, check_bucket
+from hpo.search.algorithms import SearchSettings
+from hpo.search.callbacks import ConsoleProgress, SampleBudget, TensorBoardCallback
+from hpo.search.prepare import Prepared, prepare
+from hpo.search.ray_setup import (
+    RayTarget,
+    connect_ray,
+    cpus_needed,
+    quiet_tune_logs,
+    threads_per_worker,
 )
-from search.schedulers import Budget
-from search.space import to_tune_space
-from search.storage import StorageDir, check_bucket
-from search.sweep import Sweep, load_sweep, sweep_to_yaml
-from search.tensorboard import TENSORBOARD, TensorBoardLayout, TensorBoardLogger
-from trainables.data import load_splits
-from trainables.encoding import EncodedData, encode
-from trainables.errors import SweepInterrupted, UserError
-from trainables.job import TrainJob
-from trainables.models import check_model, hub_reachable, resolve_model
-
-SWEEP_COPY = "sweep.yaml"
-"""The resolved sweep file, saved in the run dir: what `hpo resume` and `hpo status` read."""
-
-
-@dataclass
-class Prepared:
-    """What the driver builds once per sweep and every trial shares."""
-
-    model_source: str
-    data: EncodedData
-    sources: dict[str, str]
-
-
-def prepare(sweep: Sweep) -> Prepared:
-    """Resolves the model and tokenizes every split: user errors surface before Ray starts."""
-    from transformers import AutoTokenizer
-
-    model_source = resolve_model(sweep.model)
-    offline = not Path(model_source).is_dir() and not hub_reachable()
-    if offline:
-        os.environ["HF_HUB_OFFLINE"] = "1"  # the trials read the Hub cache only (runtime_env)
-    check_model(model_source, sweep.model, offline=offline)
-    splits = load_splits(sweep.data)
-    tokenizer = AutoTokenizer.from_pretrained(model_source, local_files_only=offline)
-    data = encode(splits, tokenizer, sweep.train.max_length)
-    return Prepared(model_source=model_source, data=data, sources=splits.sources)
-
-
-class _BenignSyncRace(logging.Filter):
-    """Drops one known-harmless Ray Tune error: its background upload of the experiment state
-    lists the searcher's temporary file, which is renamed before the copy reaches it. The next
-    upload (and the forced one at the end of the sweep) copies the renamed file."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        return not (isinstance(error, FileNotFoundError) and "-tmp-" in str(error))
-
-
-def _quiet_tune_output() -> None:
-    """Tune's own tables and snapshot-frequency warnings would drown ConsoleProgress's lines."""
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    logger = logging.getLogger("ray.tune.execution.experiment_state")
-    if not any(isinstance(f, _BenignSyncRace) for f in logger.filters):
-        logger.addFilter(_BenignSyncRace())
-
-
-IN_JOB = "HPO_IN_RAY_JOB"
-"""Set in the runtime env of sweeps submitted as Ray Jobs."""
-
-
-def trial_env_vars() -> dict[str, str]:
-    """Environment of every trial process: quiet libraries, and the driver's data and Hub
-    settings."""
-    return {
-        "TRANSFORMERS_VERBOSITY": "error",
-        "TQDM_DISABLE": "1",
-        **{k: os.environ[k] for k in ("HF_HUB_OFFLINE", "HPO_DATA") if k in os.environ},
-    }
-
-
-def _threads_per_worker(sweep: Sweep, embedded: bool) -> int:
-    if sweep.train.cpus_per_worker != "auto":
-        return sweep.train.cpus_per_worker
-    if not embedded:
-        return 1
-    sharing = sweep.search.max_concurrent * sweep.train.workers
-    return max(1, (os.cpu_count() or 1) // sharing)
-
-
-def connect_ray(sweep: Sweep, address: str | None, verbose: bool) -> bool:
-    """Joins the cluster at `address` (or RAY_ADDRESS), else starts an embedded one.
-
-    Returns whether Ray is embedded. The embedded cluster gets enough logical CPUs for
-    `max_concurrent` trials even where that is more than the cores: Ray Train schedules its
-    workers outside the trial's own resources, and would otherwise wait forever.
-    """
-    import ray
-
-    address = address or os.environ.get("RAY_ADDRESS")
-    if ray.is_initialized():
-        return not address
-    options: dict[str, Any] = {
-        "log_to_driver": verbose,
-        "logging_level": logging.INFO if verbose else logging.ERROR,
-    }
-    if IN_JOB in os.environ:
-        # The job's runtime env (cluster/jobs.py) already carries trial_env_vars(); Ray would
-        # not merge a second one. And Ray may unpack the job's working dir anew as trials
-        # start, which would leave this driver in a deleted directory: leave it (the sweep
-        # file is read, and the job made every path absolute).
-        os.chdir(tempfile.gettempdir())
-    else:
-        options["runtime_env"] = {"env_vars": trial_env_vars()}
-    if address:
-        try:
-            ray.init(address=address, **options)
-        except (ConnectionError, RuntimeError, ValueError) as err:
-            raise UserError(f"--address {address}: cannot connect to Ray ({err})") from None
-        return False
-    threads = _threads_per_worker(sweep, embedded=True)
-    needed = sweep.search.max_concurrent * (sweep.train.workers * threads + 1)
-    # address="local": a new embedded Ray, even where `ray start` left a cluster on this machine
-    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, needed),
-             include_dashboard=False, **options)
-    return True
+from hpo.search.results import (
+    Objective,
+    TrialSnapshot,
+    build_summary,
+    make_record,
+    write_results,
+    write_trials,
+)
+from hpo.search.schedulers import Budget
+from hpo.search.space import to_tune_space
+from hpo.search.sweep import Sweep
+from hpo.search.sweepfile import load_run_sweep, sweep_to_yaml
+from hpo.search.tensorboard import TensorBoardLayout
+from hpo.search.tune_results import snapshots, snapshots_on_disk
+from hpo.trainables.job import TrainJob
+from hpo.trainables.trainable import make_trainable
 
 
 def make_job(sweep: Sweep, prepared: Prepared, run: StorageDir, embedded: bool) -> TrainJob:
-    import ray
-
+    """What every trial shares, with the GPU use and launcher resolved against the cluster."""
     has_gpus = ray.cluster_resources().get("GPU", 0) > 0
     use_gpu = has_gpus if sweep.train.use_gpu == "auto" else sweep.train.use_gpu
     if use_gpu and not has_gpus:
@@ -161,11 +60,12 @@ def make_job(sweep: Sweep, prepared: Prepared, run: StorageDir, embedded: bool) 
         raise UserError("train.launcher: in_trial runs one worker; use ray_train for workers > 1")
     return TrainJob(
         model_source=prepared.model_source,
+        offline=prepared.offline,
         metric=sweep.metric,
         mode=sweep.mode,
         max_epochs=sweep.scheduler.max_epochs,
         train=sweep.train,
-        threads=_threads_per_worker(sweep, embedded),
+        threads=threads_per_worker(sweep, embedded),
         use_gpu=use_gpu,
         launcher=launcher,
         run_dir=run.location,
@@ -173,17 +73,14 @@ def make_job(sweep: Sweep, prepared: Prepared, run: StorageDir, embedded: bool) 
 
 
 def _tune_configs(
-    sweep: Sweep, job: TrainJob, run: StorageDir, layout: TensorBoardLayout,
+    sweep: Sweep,
+    job: TrainJob,
+    run: StorageDir,
+    layout: TensorBoardLayout,
     sample_budget: SampleBudget | None,
-):
-    from ray import tune
-
-    from search.progress import ConsoleProgress
-
-    algorithm = sweep.algorithm
+) -> tuple[Any, Any]:
     settings = SearchSettings(
         seed=sweep.search.seed,
-        num_samples=sweep.search.trials_requested(),
         n_startup_trials=sweep.search.startup_trials(),
         max_concurrent=sweep.search.max_concurrent,
     )
@@ -191,7 +88,7 @@ def _tune_configs(
     tune_config = tune.TuneConfig(
         metric=sweep.metric,
         mode=sweep.mode,
-        search_alg=algorithm.build(settings),
+        search_alg=sweep.algorithm.build(settings),
         scheduler=sweep.scheduler.build(budget),
         num_samples=sweep.search.trials_requested(),
         max_concurrent_trials=sweep.search.max_concurrent,
@@ -208,7 +105,7 @@ def _tune_configs(
         ),
         callbacks=[
             ConsoleProgress(metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs),
-            TensorBoardLogger(layout, run=run, metric=sweep.metric, mode=sweep.mode),
+            TensorBoardCallback(layout, run=run, metric=sweep.metric, mode=sweep.mode),
         ],
         stop=sample_budget,
         verbose=0,
@@ -230,120 +127,132 @@ def new_run_dir(sweep: Sweep, name: str | None = None) -> StorageDir:
 
 
 def _interrupted(
-    sweep: Sweep, run: StorageDir, analysis, wall_s: float, sample_budget: SampleBudget | None
+    sweep: Sweep, on_disk: list[TrialSnapshot], trials_started: int, wall_s: float
 ) -> bool:
     """Whether Tune's fit returned because of Ctrl-C. Tune returns normally then; what tells is
     its last snapshot on disk (trials still RUNNING or PENDING, while in memory they are already
     stopped), or trials that the search never started although time was left."""
-    from ray.tune import ExperimentAnalysis
-
-    if sample_budget is not None and sample_budget.stop_all():
-        return False
-    if any(t.status in ("RUNNING", "PENDING") for t in ExperimentAnalysis(run.location).trials):
+    if any(snapshot.status in ("RUNNING", "PENDING") for snapshot in on_disk):
         return True
-    budget = sweep.search.time_budget_s
-    time_left = budget is None or wall_s < budget
-    return time_left and len(analysis.trials) < sweep.num_trials()
+    time_left = sweep.search.time_budget_s is None or wall_s < sweep.search.time_budget_s
+    return time_left and trials_started < sweep.num_trials()
 
 
-def _finish(
-    sweep: Sweep, run: StorageDir, prepared: Prepared, job: TrainJob, analysis, wall_s: float,
-    budget: SampleBudget | None,
-) -> dict[str, Any]:
-    """Writes trials.csv, and summary.json once every trial has ended."""
-    import ray
+@dataclass(frozen=True)
+class _Experiment:
+    """One sweep in its run dir: what Tune's experiment is built from, and what its results
+    are written with. `budget` ends a comparison's arm (None for a sweep)."""
 
-    if _interrupted(sweep, run, analysis, wall_s, budget):
-        records = load_records(
-            run, metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs,
-            sweep_over=False,
-        )
-        write_trials_csv(records, run.local / TRIALS, sweep.metric)
-        run.push(TRIALS)
+    sweep: Sweep
+    run: StorageDir
+    prepared: Prepared
+    job: TrainJob
+    budget: SampleBudget | None = None
+
+
+def _run_facts(experiment: _Experiment) -> dict[str, Any]:
+    """What summary.json records about how the run ran, besides its trials."""
+    sweep, prepared, job = experiment.sweep, experiment.prepared, experiment.job
+    return {
+        "run_dir": experiment.run.location,
+        "model": sweep.model,
+        "model_source": prepared.model_source,
+        "data": {
+            **prepared.sources,
+            "train_examples": len(prepared.data.train),
+            "validation_examples": len(prepared.data.validation),
+        },
+        "labels": list(prepared.data.labels.names),
+        "launcher": job.launcher,
+        "workers_per_trial": sweep.train.workers,
+        "threads_per_worker": job.threads,
+        "use_gpu": job.use_gpu,
+        "ray_version": ray.__version__,
+        "budget_samples": None if experiment.budget is None else experiment.budget.samples,
+    }
+
+
+def _finish(experiment: _Experiment, results: Any, wall_s: float) -> dict[str, Any]:
+    """Writes the run's results: trials.csv/json while trials are left (and raises
+    SweepInterrupted), else those and summary.json; returns the summary."""
+    sweep, run, job, budget = experiment.sweep, experiment.run, experiment.job, experiment.budget
+    objective = Objective(sweep.metric, sweep.mode, job.max_epochs)
+    budget_spent = budget is not None and budget.stop_all()
+    on_disk = [] if budget_spent else snapshots_on_disk(run)
+    if not budget_spent and _interrupted(sweep, on_disk, len(results), wall_s):
+        records = [make_record(s, objective, sweep_over=False) for s in on_disk]
+        write_trials(run, records, sweep.metric)
         raise SweepInterrupted(
             f"the sweep stopped before its trials ended; continue it with `hpo resume {run}`"
         )
-    records = records_from_analysis(
-        analysis, run, metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs,
-        sweep_over=True,
-    )
+    # The results Tune holds in memory have every trial's final status; its last snapshot on
+    # disk can lag behind (a trial Hyperband paused at its last rung still shows PAUSED).
+    records = [make_record(s, objective, sweep_over=True) for s in snapshots(results)]
     summary = build_summary(
         records,
         name=sweep.name,
-        metric=sweep.metric,
-        mode=sweep.mode,
+        objective=objective,
         algorithm=sweep.search.algorithm,
         scheduler=sweep.scheduler.name,
         wall_s=wall_s,
-        extra={
-            "run_dir": run.location,
-            "model": sweep.model,
-            "model_source": prepared.model_source,
-            "data": {**prepared.sources, "train_examples": len(prepared.data.train),
-                     "validation_examples": len(prepared.data.validation)},
-            "labels": list(prepared.data.labels.names),
-            "launcher": job.launcher,
-            "workers_per_trial": sweep.train.workers,
-            "threads_per_worker": job.threads,
-            "use_gpu": job.use_gpu,
-            "ray_version": ray.__version__,
-            "budget_samples": None if budget is None else budget.samples,
-        },
+        extra=_run_facts(experiment),
     )
     write_results(run, records, summary)
     return summary
 
 
-def _fit(
-    sweep: Sweep, run: StorageDir, prepared: Prepared, job: TrainJob, *, resume: bool,
-    layout: TensorBoardLayout | None = None, budget_samples: int | None = None,
-) -> dict[str, Any]:
-    from ray import tune
+def _restore_tuner(run: StorageDir, trainable: Any) -> Any:
+    """Tune's experiment of an interrupted run, with a clear error for run dirs whose saved
+    state names modules of hpo before 0.2 (`search.`, `trainables.`), which no longer exist."""
+    if not tune.Tuner.can_restore(run.location):
+        raise UserError(f"{run}: no Tune experiment state to resume from")
+    try:
+        return tune.Tuner.restore(run.location, trainable=trainable, resume_errored=True)
+    except ModuleNotFoundError as err:
+        if err.name and err.name.split(".")[0] in ("search", "trainables", "serve", "cluster"):
+            raise UserError(
+                f"{run} was started by hpo before 0.2, whose modules were renamed "
+                f"(hpo.{err.name}); it cannot be resumed, but its finished results can be "
+                "read, served and reported. Run the sweep again to finish it."
+            ) from None
+        raise
 
-    from trainables.trainable import make_trainable
 
-    _quiet_tune_output()
-    trainable = make_trainable(job, prepared.data)
+def _fit(tuner: Any, experiment: _Experiment) -> dict[str, Any]:
+    """Runs Tune's experiment to its end (or Ctrl-C), then writes the run's results."""
+    quiet_tune_logs()
     started = time.perf_counter()
-    budget = None if budget_samples is None else SampleBudget(budget_samples)
-    if resume:
-        tuner = tune.Tuner.restore(run.location, trainable=trainable, resume_errored=True)
-    else:
-        layout = layout or TensorBoardLayout(run)
-        tune_config, run_config = _tune_configs(sweep, job, run, layout, budget)
-        tuner = tune.Tuner(
-            trainable,
-            param_space=to_tune_space(sweep.space, grid_choices=sweep.algorithm.choices_as_grid),
-            tune_config=tune_config,
-            run_config=run_config,
-        )
     results = tuner.fit()
-    # The analysis Tune holds in memory has every trial's final status; its last snapshot on
-    # disk can lag behind (a trial Hyperband paused at its last rung still shows PAUSED).
-    analysis = results._experiment_analysis
-    return _finish(sweep, run, prepared, job, analysis, time.perf_counter() - started, budget)
+    return _finish(experiment, results, time.perf_counter() - started)
 
 
 def run_sweep(
-    sweep: Sweep, *, address: str | None = None, console: Console | None = None,
-    verbose: bool = False,
+    sweep: Sweep, *, target: RayTarget | None = None, console: Console | None = None
 ) -> dict[str, Any]:
     """Runs a sweep to the end; returns its summary (also in `<run_dir>/summary.json`)."""
-    console = console or Console()
+    target = target or RayTarget()
     prepared = prepare(sweep)
-    embedded = connect_ray(sweep, address, verbose)
-    return run_prepared(sweep, prepared, new_run_dir(sweep), embedded=embedded, console=console)
+    embedded = connect_ray(target, num_cpus=cpus_needed(sweep), offline=prepared.offline)
+    return run_prepared(
+        sweep, prepared, new_run_dir(sweep), embedded=embedded, console=console or Console()
+    )
 
 
 def run_prepared(
-    sweep: Sweep, prepared: Prepared, run: StorageDir, *, embedded: bool, console: Console,
-    layout: TensorBoardLayout | None = None, budget_samples: int | None = None,
+    sweep: Sweep,
+    prepared: Prepared,
+    run: StorageDir,
+    *,
+    embedded: bool,
+    console: Console,
+    layout: TensorBoardLayout | None = None,
+    budget_samples: int | None = None,
 ) -> dict[str, Any]:
     """Runs a sweep whose data is tokenized, on a connected Ray, in a new run dir; a comparison
     runs each of its arms this way, with a shared TensorBoard layout and a sample budget."""
     job = make_job(sweep, prepared, run, embedded)
     run.start_fresh()
-    (run.local / SWEEP_COPY).write_text(sweep_to_yaml(sweep))
+    run.write_text(SWEEP_COPY, sweep_to_yaml(sweep))
     run.push(SWEEP_COPY)
     console.print(
         f"[bold]{sweep.name}[/]: {sweep.num_trials()} trials, {sweep.search.algorithm} search, "
@@ -351,35 +260,32 @@ def run_prepared(
         f"{job.launcher} with {sweep.train.workers} worker(s) x {job.threads} thread(s)"
         f"{' on GPU' if job.use_gpu else ''}\nrun dir: {run}"
     )
-    return _fit(
-        sweep, run, prepared, job, resume=False, layout=layout, budget_samples=budget_samples
+    budget = None if budget_samples is None else SampleBudget(budget_samples)
+    tune_config, run_config = _tune_configs(
+        sweep, job, run, layout or TensorBoardLayout(run), budget
     )
+    tuner = tune.Tuner(
+        make_trainable(job, prepared.data),
+        param_space=to_tune_space(sweep.space, grid_choices=sweep.algorithm.choices_as_grid),
+        tune_config=tune_config,
+        run_config=run_config,
+    )
+    return _fit(tuner, _Experiment(sweep, run, prepared, job, budget))
 
 
 def resume_sweep(
-    run: StorageDir, *, address: str | None = None, console: Console | None = None,
-    verbose: bool = False,
+    run: StorageDir, *, target: RayTarget | None = None, console: Console | None = None
 ) -> dict[str, Any]:
     """Continues an interrupted sweep: unfinished trials restart from their last checkpoint."""
     console = console or Console()
     sweep = load_run_sweep(run)
-    from ray import tune
-
-    if not tune.Tuner.can_restore(run.location):
-        raise UserError(f"{run}: no Tune experiment state to resume from")
     # The TensorBoard logger appends to the logs and the curve where the first run left them.
     run.pull(TENSORBOARD, CURVE)
     prepared = prepare(sweep)
-    embedded = connect_ray(sweep, address, verbose)
+    embedded = connect_ray(
+        target or RayTarget(), num_cpus=cpus_needed(sweep), offline=prepared.offline
+    )
     job = make_job(sweep, prepared, run, embedded)
     console.print(f"resuming [bold]{sweep.name}[/] in {run}")
-    return _fit(sweep, run, prepared, job, resume=True)
-
-
-def load_run_sweep(run: StorageDir) -> Sweep:
-    """The resolved sweep file that a run dir was started with."""
-    run.pull(SWEEP_COPY)
-    path = run.local / SWEEP_COPY
-    if not path.is_file():
-        raise UserError(f"{run} is not a run dir of hpo (it has no {SWEEP_COPY})")
-    return load_sweep(path)
+    tuner = _restore_tuner(run, make_trainable(job, prepared.data))
+    return _fit(tuner, _Experiment(sweep, run, prepared, job))

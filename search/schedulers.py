@@ -3,20 +3,21 @@
 
 Budgets are written in epochs, as users think of them; Tune counts reports
 (`training_iteration`), and a trial reports `train.evals_per_epoch` times per epoch, so each
-config converts epochs to reports with `Budget`. Adding a scheduler is one class here plus its
-entry in `SchedulerConfig`.
+config converts epochs to reports with `Budget`. Adding a scheduler is one class here and its
+entry in `SCHEDULERS`, from which the sweep file's union, the JSON Schema and the CLI help come.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Union
 
 from pydantic import Field
 
-from trainables.config import StrictModel
-from trainables.job import reports_in
+from hpo.core.config import StrictModel
+from hpo.search.ray_compat import successive_halving
+from hpo.trainables.job import reports_in
 
 if TYPE_CHECKING:
     from ray.tune.schedulers import TrialScheduler
@@ -36,9 +37,12 @@ class Budget:
 
 
 class _Scheduler(StrictModel):
+    summary: ClassVar[str]
+    """One line for the JSON Schema and the CLI help."""
+
     max_epochs: float = Field(default=3, gt=0, description="Epochs a trial trains at most.")
 
-    def build(self, budget: Budget) -> "TrialScheduler":
+    def build(self, budget: Budget) -> TrialScheduler:
         raise NotImplementedError
 
 
@@ -62,8 +66,9 @@ class FifoConfig(_Scheduler):
     """Every trial trains to `max_epochs`."""
 
     name: Literal["fifo"]
+    summary = "every trial trains to max_epochs"
 
-    def build(self, budget: Budget) -> "TrialScheduler":
+    def build(self, budget: Budget) -> TrialScheduler:
         from ray.tune.schedulers import FIFOScheduler
 
         return FIFOScheduler()
@@ -73,9 +78,10 @@ class AshaConfig(_HalvingScheduler):
     """Asynchronous successive halving (Li et al. 2020): stops trials that fall behind at rungs."""
 
     name: Literal["asha"]
+    summary = "asynchronous successive halving: stops trials that fall behind at rungs"
     brackets: int = Field(default=1, ge=1, description="Brackets of different grace periods.")
 
-    def build(self, budget: Budget) -> "TrialScheduler":
+    def build(self, budget: Budget) -> TrialScheduler:
         from ray.tune.schedulers import ASHAScheduler
 
         return ASHAScheduler(
@@ -91,9 +97,10 @@ class HyperbandConfig(_Scheduler):
     """Hyperband (Li et al. 2017): brackets of synchronous halving; pauses and resumes trials."""
 
     name: Literal["hyperband"]
+    summary = "Hyperband: brackets of synchronous halving, pausing and resuming trials"
     reduction_factor: float = Field(default=3, gt=1)
 
-    def build(self, budget: Budget) -> "TrialScheduler":
+    def build(self, budget: Budget) -> TrialScheduler:
         from ray.tune.schedulers import HyperBandScheduler
 
         return HyperBandScheduler(
@@ -108,13 +115,17 @@ class SuccessiveHalvingConfig(_HalvingScheduler):
     the best 1/reduction_factor go on; the others stop. Trials that finish a rung early pause."""
 
     name: Literal["successive_halving"]
+    summary = "synchronous successive halving in one bracket sized to the trials"
 
-    def build(self, budget: Budget) -> "TrialScheduler":
-        return _successive_halving(
-            max_t=budget.reports(self.max_epochs),
-            grace_period=self.grace_reports(budget),
+    def build(self, budget: Budget) -> TrialScheduler:
+        max_t, grace = budget.reports(self.max_epochs), self.grace_reports(budget)
+        return successive_halving(
+            time_attr=TIME_ATTR,
+            max_t=max_t,
+            grace_period=grace,
             reduction_factor=self.reduction_factor,
             num_trials=budget.num_trials,
+            halvings=_halvings(max_t, grace, self.reduction_factor),
         )
 
     def trials_within(self, reports: float, budget: Budget) -> int:
@@ -126,7 +137,7 @@ class SuccessiveHalvingConfig(_HalvingScheduler):
         )
         per_trial = sum(
             (rung - previous) / self.reduction_factor**j
-            for j, (previous, rung) in enumerate(zip([0, *rungs], rungs))
+            for j, (previous, rung) in enumerate(zip([0, *rungs], rungs, strict=False))
         )
         return max(math.ceil(self.reduction_factor), math.floor(reports / per_trial))
 
@@ -136,6 +147,7 @@ class MedianConfig(_Scheduler):
     the median of the other trials' running averages at the same point."""
 
     name: Literal["median"]
+    summary = "median stopping rule: stops trials worse than the median so far"
     grace_period: float | None = Field(
         default=None, gt=0, description="Epochs before a trial can be stopped; default one eval."
     )
@@ -143,7 +155,7 @@ class MedianConfig(_Scheduler):
         default=3, ge=1, description="Other trials needed at a point before comparing."
     )
 
-    def build(self, budget: Budget) -> "TrialScheduler":
+    def build(self, budget: Budget) -> TrialScheduler:
         from ray.tune.schedulers import MedianStoppingRule
 
         grace = 1 if self.grace_period is None else budget.reports(self.grace_period)
@@ -154,18 +166,21 @@ class MedianConfig(_Scheduler):
         )
 
 
-SchedulerConfig = Annotated[
-    Union[FifoConfig, AshaConfig, HyperbandConfig, SuccessiveHalvingConfig, MedianConfig],
-    Field(discriminator="name"),
-]
-SCHEDULER_CLASSES: dict[str, type[_Scheduler]] = {
+SCHEDULERS: dict[str, type[_Scheduler]] = {
     "fifo": FifoConfig,
     "asha": AshaConfig,
     "hyperband": HyperbandConfig,
     "successive_halving": SuccessiveHalvingConfig,
     "median": MedianConfig,
 }
-SCHEDULER_NAMES = tuple(SCHEDULER_CLASSES)
+# Union of a tuple: the members come from the registry (X | Y cannot be built from a tuple).
+SchedulerConfig = Annotated[Union[tuple(SCHEDULERS.values())], Field(discriminator="name")]  # noqa: UP007
+"""The sweep file's `scheduler:` section: one of the SCHEDULERS, chosen by its `name`."""
+
+
+def describe_schedulers() -> str:
+    """`fifo: every trial trains...; asha: ...`, for the schema and the CLI help."""
+    return "; ".join(f"{name}: {cls.summary}" for name, cls in SCHEDULERS.items())
 
 
 def _halvings(max_t: int, grace_period: int, reduction_factor: float) -> int:
@@ -177,33 +192,3 @@ def _rungs(max_t: int, grace_period: int, reduction_factor: float) -> list[float
     """The reports at which synchronous successive halving decides, the last one max_t."""
     halvings = _halvings(max_t, grace_period, reduction_factor)
     return [min(max_t, grace_period * reduction_factor**j) for j in range(halvings + 1)]
-
-
-def _successive_halving(
-    *, max_t: int, grace_period: int, reduction_factor: float, num_trials: int
-) -> "TrialScheduler":
-    """Ray's HyperBandScheduler restricted to one bracket that holds every trial.
-
-    Ray Tune has no synchronous successive halving of its own, but Hyperband is a set of such
-    brackets; this keeps Ray's bracket logic (pausing, promotion) and only fixes its shape.
-    """
-    from ray.tune.schedulers import HyperBandScheduler
-    from ray.tune.schedulers.hyperband import _Bracket
-
-    halvings = _halvings(max_t, grace_period, reduction_factor)
-
-    class SynchronousSuccessiveHalving(HyperBandScheduler):
-        def _create_bracket(self, s: int) -> _Bracket:
-            return _Bracket(
-                time_attr=self._time_attr,
-                max_trials=num_trials,
-                init_t_attr=grace_period,
-                max_t_attr=max_t,
-                eta=reduction_factor,
-                s=halvings,
-                stop_last_trials=self._stop_last_trials,
-            )
-
-    return SynchronousSuccessiveHalving(
-        time_attr=TIME_ATTR, max_t=max_t, reduction_factor=reduction_factor
-    )

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import PlainValidator, ValidationError, WithJsonSchema
 
-from trainables.config import Hyperparameters
+from hpo.trainables.config import Hyperparameters
 
 KINDS = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
 

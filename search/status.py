@@ -1,4 +1,5 @@
-"""`hpo status`: a table of a sweep's trials, refreshed live while the sweep runs."""
+"""`hpo status`: a table of a sweep's trials, refreshed live while the sweep runs (from Tune's
+experiment snapshot), or once from trials.json when it has ended."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from search.results import SUMMARY, TrialRecord, best_trial, load_records
-from search.runner import load_run_sweep
-from search.storage import StorageDir
-from search.sweep import Sweep
+from hpo.core.rundir import SUMMARY
+from hpo.core.storage import StorageDir
+from hpo.search.results import Objective, TrialRecord, best_trial, make_record, read_trials
+from hpo.search.sweep import Sweep
+from hpo.search.sweepfile import load_run_sweep
+from hpo.search.tune_results import snapshots_on_disk
 
 _STATE_STYLE = {
     "completed": "green",
@@ -65,18 +68,15 @@ def _over(run: StorageDir) -> bool:
 
 
 def _snapshot(run: StorageDir, sweep: Sweep) -> RenderableType:
-    sweep_over = _over(run)
+    if _over(run):
+        return status_table(sweep, [TrialRecord(**t) for t in read_trials(run)], sweep_over=True)
+    objective = Objective(sweep.metric, sweep.mode, sweep.scheduler.max_epochs)
     try:
-        records = load_records(
-            run,
-            metric=sweep.metric,
-            mode=sweep.mode,
-            max_epochs=sweep.scheduler.max_epochs,
-            sweep_over=sweep_over,
-        )
+        on_disk = snapshots_on_disk(run)
     except ValueError:  # Tune has not written its first experiment snapshot yet
         return Text(f"{sweep.name}: waiting for the first trial to start...")
-    return status_table(sweep, records, sweep_over)
+    records = [make_record(s, objective, sweep_over=False) for s in on_disk]
+    return status_table(sweep, records, sweep_over=False)
 
 
 def show_status(run: StorageDir, *, console: Console, watch: bool, interval: float) -> None:

@@ -1,5 +1,6 @@
-"""TensorBoard logs of a sweep, written by a Tune callback in the driver (Ray's own TensorBoard
-logger writes one run per trial and no HParams data that the dashboard can rely on).
+"""TensorBoard logs of a sweep, written in the driver from the trials' reports (Ray's own
+TensorBoard logger writes one run per trial and no HParams data that the dashboard can rely on).
+No Ray here: the Tune callback that feeds `TensorBoardWriter` is in `hpo.search.callbacks`.
 
 Layout of a log dir:
 
@@ -24,19 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ray.tune import Callback
+from hpo.core.errors import UserError
+from hpo.core.rundir import CURVE, TENSORBOARD
+from hpo.core.storage import StorageDir
+from hpo.search.compute import CurvePoint, CurveTracker, append_point
+from hpo.search.results import better
+from hpo.trainables.metrics import METRICS
 
-from search.compute import CURVE, CurvePoint, CurveTracker, append_point
-from search.results import better
-from search.storage import StorageDir
-from trainables.errors import UserError
-from trainables.metrics import METRICS
-
-TENSORBOARD = "tensorboard"
-"""The log dir inside a run dir or a comparison dir."""
-UPLOAD_EVERY_S = 60.0
-"""How often the logs of a run in a bucket are uploaded while it runs (and once at its end)."""
 TRIALS_RUN = "trials"
+"""The TensorBoard run (folder of the log dir) that holds one run per trial."""
 TRIAL_SCALARS = {  # report key -> tag
     "train_loss": "train/loss",
     "learning_rate": "train/learning_rate",
@@ -97,17 +94,23 @@ def _session_end(failed: bool):
         version=metadata.PLUGIN_DATA_VERSION,
         session_end_info=plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=time.time()),
     )
-    return Summary(value=[Summary.Value(
-        tag=metadata.SESSION_END_INFO_TAG, metadata=metadata.create_summary_metadata(content)
-    )])
+    return Summary(
+        value=[
+            Summary.Value(
+                tag=metadata.SESSION_END_INFO_TAG,
+                metadata=metadata.create_summary_metadata(content),
+            )
+        ]
+    )
 
 
-class TensorBoardLogger(Callback):
-    """Writes the TensorBoard runs above and the run's `curve.csv` (the same best-so-far points),
-    and uploads them every minute where the run lives in a bucket.
+class TensorBoardWriter:
+    """Writes the TensorBoard runs above and the run's `curve.csv` (the same best-so-far
+    points) from the stream of trial reports.
 
-    Tune pickles its callbacks with the experiment, so file writers are opened where they are
-    used and left out of the pickle; `get_state` carries the curve across `hpo resume`.
+    Tune pickles its callbacks with the experiment, and this writer with them, so file writers
+    are opened where they are used and left out of the pickle; `get_state` carries the curve
+    across `hpo resume`.
     """
 
     def __init__(
@@ -118,11 +121,10 @@ class TensorBoardLogger(Callback):
         self.tracker = CurveTracker(metric, mode)
         self.trial_best: dict[str, dict[str, float]] = {}
         self._writers: dict[str, Any] = {}  # per trial id, open until the trial ends
-        self._curve_writer = None
-        self._uploaded_at = 0.0
+        self._curve_writer: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_writers": {}, "_curve_writer": None, "_uploaded_at": 0.0}
+        return {**self.__dict__, "_writers": {}, "_curve_writer": None}
 
     @property
     def trial_dir(self) -> Path:
@@ -130,42 +132,27 @@ class TensorBoardLogger(Callback):
         mirror elsewhere."""
         return self.layout.logdir / TRIALS_RUN / self.layout.trial_path
 
-    def setup(self, **info: Any) -> None:
+    def start(self) -> None:
         self.tracker.start()
 
-    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
-        writer = self._writers.get(trial.trial_id)
+    def trial_result(self, trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> None:
+        """One report: the trial's scalars, and a best-so-far point when it has the metric."""
+        writer = self._writers.get(trial_id)
         if writer is None:  # a trial's run begins with its first result
-            writer = self._writers[trial.trial_id] = _writer(self.trial_dir / trial.trial_id)
+            writer = self._writers[trial_id] = _writer(self.trial_dir / trial_id)
             writer.file_writer.add_summary(
-                _session_start({**trial.config, **self.layout.labels}, trial.trial_id)
+                _session_start({**config, **self.layout.labels}, trial_id)
             )
         step = int(result.get("samples", 0))
         for key, tag in TRIAL_SCALARS.items():
             if isinstance(result.get(key), int | float):
                 writer.add_scalar(tag, float(result[key]), step)
-        point = self.tracker.add(trial.trial_id, result)
+        point = self.tracker.add(trial_id, result)
         if point is None:
             return
-        self._remember_best(trial.trial_id, result)
+        self._remember_best(trial_id, result)
         self._plot(point)
         append_point(self.run.local / CURVE, point)
-
-    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if time.time() - self._uploaded_at >= UPLOAD_EVERY_S:
-            self._upload()
-
-    def _upload(self) -> None:
-        """Pushes the logs written since the last upload (no-op for a local run dir)."""
-        if not self.run.remote:
-            return
-        started = time.time()
-        for writer in [*self._writers.values(), self._curve_writer]:
-            if writer is not None:
-                writer.flush()
-        self.layout.home.push(TENSORBOARD, since=self._uploaded_at)
-        self.run.push(CURVE)
-        self._uploaded_at = started
 
     def _remember_best(self, trial_id: str, result: dict[str, Any]) -> None:
         value, best = result[self.metric], self.trial_best.get(trial_id)
@@ -179,7 +166,7 @@ class TensorBoardLogger(Callback):
         self._curve_writer.add_scalar(by_samples, point.best, point.samples)
         self._curve_writer.add_scalar(by_seconds, point.best, round(point.seconds))
 
-    def _end_trial(self, trial_id: str, failed: bool = False) -> None:
+    def end_trial(self, trial_id: str, *, failed: bool = False) -> None:
         """Final metrics and the HParams session end, for a trial that reported anything."""
         writer = self._writers.pop(trial_id, None)
         if writer is None:
@@ -189,21 +176,19 @@ class TensorBoardLogger(Callback):
         writer.file_writer.add_summary(_session_end(failed))
         writer.close()
 
-    def on_trial_complete(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self._end_trial(trial.trial_id)
+    def flush(self) -> None:
+        for writer in [*self._writers.values(), self._curve_writer]:
+            if writer is not None:
+                writer.flush()
 
-    def on_trial_error(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        self._end_trial(trial.trial_id, failed=True)
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        """Trials still open ended with the experiment: stopped by a sample budget (Tune calls
-        no on_trial_complete then) or paused at a Hyperband rung that never resumed."""
+    def close(self) -> None:
+        """Ends the trials still open (stopped by a sample budget, or paused at a Hyperband
+        rung that never resumed) and the curve."""
         for trial_id in list(self._writers):
-            self._end_trial(trial_id)
+            self.end_trial(trial_id)
         if self._curve_writer is not None:
             self._curve_writer.close()
             self._curve_writer = None
-        self._upload()
 
     def get_state(self) -> dict[str, Any]:
         return {"tracker": self.tracker.get_state(), "trial_best": self.trial_best}

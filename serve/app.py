@@ -16,9 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
 
-from serve.config import ServeConfig
-from serve.model import Prediction, TextClassifier
-from serve.schemas import (
+from hpo.serve.config import ServeConfig
+from hpo.serve.model import Prediction, TextClassifier
+from hpo.serve.schemas import (
     ErrorBody,
     ExplainRequest,
     ExplainResponse,
@@ -73,8 +73,12 @@ class BatchStats:
 
     def as_dict(self) -> dict[str, float]:
         mean = self.texts / self.batches if self.batches else 0.0
-        return {"batches": self.batches, "texts": self.texts, "largest": self.largest,
-                "mean_size": round(mean, 2)}
+        return {
+            "batches": self.batches,
+            "texts": self.texts,
+            "largest": self.largest,
+            "mean_size": round(mean, 2),
+        }
 
 
 def _prediction_body(prediction: Prediction) -> dict[str, Any]:
@@ -84,7 +88,8 @@ def _prediction_body(prediction: Prediction) -> dict[str, Any]:
 def _warnings(predictions: list[Prediction], max_length: int) -> list[str]:
     return [
         f"input {i} is longer than {max_length} tokens and was truncated"
-        for i, p in enumerate(predictions) if p.truncated
+        for i, p in enumerate(predictions)
+        if p.truncated
     ]
 
 
@@ -93,8 +98,9 @@ def _warnings(predictions: list[Prediction], max_length: int) -> list[str]:
 class ModelService:
     """One replica: the model, the key, and the deployment's limits."""
 
-    def __init__(self, checkpoint: str, info: dict[str, Any], api_key: str,
-                 settings: ServeConfig) -> None:
+    def __init__(
+        self, checkpoint: str, info: dict[str, Any], api_key: str, settings: ServeConfig
+    ) -> None:
         self.classifier = TextClassifier(checkpoint, threads=max(1, int(settings.cpus_per_replica)))
         self.info = info
         self.api_key = api_key.encode()
@@ -105,16 +111,20 @@ class ModelService:
 
     def _authorize(self, request: Request) -> None:
         header = request.headers.get("authorization", "")
-        key = header[7:] if header.lower().startswith("bearer ") else request.headers.get(
-            "x-api-key", ""
+        key = (
+            header[7:]
+            if header.lower().startswith("bearer ")
+            else request.headers.get("x-api-key", "")
         )
         if not hmac.compare_digest(key.encode(), self.api_key):
             raise HTTPException(401, "missing or wrong API key (Authorization: Bearer KEY)")
 
     def _check_sizes(self, inputs: list[tuple[str, str | None]]) -> None:
-        if len(inputs) > self.settings.max_batch:
+        if len(inputs) > self.settings.max_inputs_per_request:
             raise HTTPException(
-                422, f"{len(inputs)} inputs in one request; send at most {self.settings.max_batch}"
+                422,
+                f"{len(inputs)} inputs in one request; send at most "
+                f"{self.settings.max_inputs_per_request}",
             )
         limit = self.settings.max_text_chars
         for i, (text, pair) in enumerate(inputs):
@@ -137,12 +147,18 @@ class ModelService:
     @api.get("/info")
     async def model_info(self, request: Request) -> dict[str, Any]:
         self._authorize(request)
-        return {**self.info, "labels": self.classifier.labels,
-                "max_length": self.classifier.max_length, "batching": self.stats.as_dict(),
-                "limits": {"max_batch": self.settings.max_batch,
-                           "max_batch_size": self.settings.max_batch_size,
-                           "batch_wait_timeout_s": self.settings.batch_wait_timeout_s,
-                           "max_text_chars": self.settings.max_text_chars}}
+        return {
+            **self.info,
+            "labels": self.classifier.labels,
+            "max_length": self.classifier.max_length,
+            "batching": self.stats.as_dict(),
+            "limits": {
+                "max_inputs_per_request": self.settings.max_inputs_per_request,
+                "max_batch_size": self.settings.max_batch_size,
+                "batch_wait_timeout_s": self.settings.batch_wait_timeout_s,
+                "max_text_chars": self.settings.max_text_chars,
+            },
+        }
 
     @api.post("/predict", response_model=PredictResponse)
     async def predict(self, body: PredictRequest, request: Request) -> dict[str, Any]:
@@ -178,8 +194,9 @@ def build_app(checkpoint: str, info: dict[str, Any], api_key: str, settings: Ser
     """The Serve application for one checkpoint, with the deployment's replicas and resources."""
     return ModelService.options(
         num_replicas=settings.replicas,
-        ray_actor_options={"num_cpus": settings.cpus_per_replica,
-                           "num_gpus": settings.gpus_per_replica},
+        ray_actor_options={
+            "num_cpus": settings.cpus_per_replica,
+            "num_gpus": settings.gpus_per_replica,
+        },
         max_ongoing_requests=max(64, 2 * settings.max_batch_size),
     ).bind(checkpoint, info, api_key, settings)
-

@@ -1,10 +1,10 @@
 """A small Python client of the model service (also behind `hpo query`).
 
-    from serve.client import ModelClient
-    client = ModelClient("http://127.0.0.1:8000", api_key="...")
-    client.predict("a gorgeous, witty film")        # {'label': 'positive', 'score': 0.97, ...}
-    client.predict_many(["great", "awful"])
-    client.explain("a gorgeous, witty film")["tokens"]
+from hpo.serve.client import ModelClient
+client = ModelClient("http://127.0.0.1:8000", api_key="...")
+client.predict("a gorgeous, witty film")        # {'label': 'positive', 'score': 0.97, ...}
+client.predict_many(["great", "awful"])
+client.explain("a gorgeous, witty film")["tokens"]
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ class ModelClient:
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
         response = self.session.request(
-            method, f"{self.url}{path}", json=body, timeout=self.timeout,
+            method,
+            f"{self.url}{path}",
+            json=body,
+            timeout=self.timeout,
             headers={"Authorization": f"Bearer {self.api_key}"},
         )
         try:

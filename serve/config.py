@@ -3,9 +3,11 @@ protected."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
 
-from trainables.config import StrictModel
+from pydantic import Field, model_validator
+
+from hpo.core.config import StrictModel, rename_key
 
 
 class GateConfig(StrictModel):
@@ -18,6 +20,8 @@ class GateConfig(StrictModel):
 
 
 class ServeConfig(StrictModel):
+    """The `serve:` section: how the best model is deployed, batched, gated and protected."""
+
     enabled: bool = Field(default=True, description="Deploy the best model when the sweep ends.")
     host: str = Field(default="127.0.0.1", description="Address the HTTP proxy listens on.")
     port: int = Field(default=8000, ge=1, le=65535)
@@ -30,8 +34,8 @@ class ServeConfig(StrictModel):
     batch_wait_timeout_s: float = Field(
         default=0.01, ge=0, description="How long a forward pass waits for more texts."
     )
-    max_batch: int = Field(
-        default=64, ge=1, description="Most texts one /predict request may send."
+    max_inputs_per_request: int = Field(
+        default=64, ge=1, description="Most texts (or pairs) one /predict request may send."
     )
     max_text_chars: int = Field(
         default=20_000, ge=1, description="Longer texts are refused (tokens are truncated anyway)."
@@ -44,3 +48,9 @@ class ServeConfig(StrictModel):
         default_factory=list,
         description="Texts sent to the service right after it deploys; answers are printed.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, values: Any) -> Any:
+        """`max_batch` (hpo < 0.2) read like `max_batch_size`, a different limit."""
+        return rename_key(values, section="serve", old="max_batch", new="max_inputs_per_request")

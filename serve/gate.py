@@ -4,7 +4,9 @@ same moment may lose a line, so deploy from one place at a time.
 
 Each line is one decision about a sweep name: a candidate `promoted` or `rejected`, the live
 model redeployed `unchanged`, or a `rollback`. Replaying the lines gives the stack of promoted
-models: `promoted` pushes, `rollback` pops, and the top is the live model.
+models: `promoted` pushes, `rollback` pops, and the top is the live model. Each line carries the
+serving settings it was decided with, so that the live model can be redeployed from the ledger
+alone (`hpo rollback`, KubeRay's RayService).
 """
 
 from __future__ import annotations
@@ -14,9 +16,30 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from search.storage import StorageDir
+from hpo.core.rundir import LEDGER
+from hpo.core.storage import StorageDir
 
-LEDGER = "promotions.jsonl"
+
+@dataclass(frozen=True)
+class Candidate:
+    """A sweep's best checkpoint, offered to the gate; the caller (the CLI) reads it from the
+    run dir, so that serving reads no file of the runner's.
+
+    Attributes:
+        name: the sweep name; the candidates of one name compete for one live model.
+        run_dir, trial_id, config: where the checkpoint came from, for the ledger and /info.
+        metric, mode: the sweep's objective, which the gate compares on.
+        validation_metric: the checkpoint's value of `metric` on the validation split.
+    """
+
+    name: str
+    checkpoint: str
+    metric: str
+    mode: str
+    validation_metric: float
+    run_dir: str
+    trial_id: str
+    config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -35,7 +58,15 @@ class Decision:
     config: dict[str, Any] = field(default_factory=dict)
     live_test_metric: float | None = None
     tolerance: float = 0.0
+    serve: dict[str, Any] = field(default_factory=dict)  # the `serve:` settings it is served with
     time: float = field(default_factory=time.time)
+
+    @classmethod
+    def from_entry(cls, entry: dict[str, Any]) -> Decision:
+        """A ledger line as a Decision (keys it does not know, from other versions, dropped)."""
+        return cls(
+            **{key: value for key, value in entry.items() if key in cls.__dataclass_fields__}
+        )
 
 
 def read_ledger(storage: StorageDir) -> list[dict[str, Any]]:
@@ -76,12 +107,20 @@ def judge(
     live_metric = live.get("test_metric")
     if candidate_metric is None or live_metric is None:
         return True, "no test split to compare on; promoted on the validation metric", live_metric
-    worse_by = (live_metric - candidate_metric) if mode == "max" else (candidate_metric - live_metric)
+    worse_by = (
+        (live_metric - candidate_metric) if mode == "max" else (candidate_metric - live_metric)
+    )
     if worse_by > tolerance + 1e-12:
-        return False, (
-            f"test metric {candidate_metric:.4f} is worse than the live model's "
-            f"{live_metric:.4f} by {worse_by:.4f} (> tolerance {tolerance})"
-        ), live_metric
-    return True, (
-        f"test metric {candidate_metric:.4f} vs live {live_metric:.4f} (tolerance {tolerance})"
-    ), live_metric
+        return (
+            False,
+            (
+                f"test metric {candidate_metric:.4f} is worse than the live model's "
+                f"{live_metric:.4f} by {worse_by:.4f} (> tolerance {tolerance})"
+            ),
+            live_metric,
+        )
+    return (
+        True,
+        (f"test metric {candidate_metric:.4f} vs live {live_metric:.4f} (tolerance {tolerance})"),
+        live_metric,
+    )

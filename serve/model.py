@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from search.storage import local_checkpoint
-from trainables.loop import TRAINING_STATE
+from hpo.core.rundir import TRAINING_STATE
+from hpo.core.storage import local_checkpoint
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,13 @@ class TextClassifier:
         if second is not None and any(p is None for p in second):
             raise ValueError("either every input has a text_pair or none has")
         encoded = self.tokenizer(
-            texts, second, truncation=True, max_length=self.max_length, padding=True,
-            return_tensors="pt", return_length=False,
+            texts,
+            second,
+            truncation=True,
+            max_length=self.max_length,
+            padding=True,
+            return_tensors="pt",
+            return_length=False,
         )
         full = self.tokenizer(texts, second, truncation=False)["input_ids"]
         truncated = [len(ids) > self.max_length for ids in full]
@@ -77,7 +82,7 @@ class TextClassifier:
         return Prediction(
             label=self.labels[best],
             score=values[best],
-            probabilities=dict(zip(self.labels, values)),
+            probabilities=dict(zip(self.labels, values, strict=True)),
             truncated=truncated,
         )
 
@@ -113,8 +118,11 @@ class TextClassifier:
         target = int(probabilities.argmax())
 
         special = torch.tensor(
-            self.tokenizer.get_special_tokens_mask(input_ids[0].tolist(), already_has_special_tokens=True),
-            dtype=torch.bool, device=self.device,
+            self.tokenizer.get_special_tokens_mask(
+                input_ids[0].tolist(), already_has_special_tokens=True
+            ),
+            dtype=torch.bool,
+            device=self.device,
         )
         pad = self.tokenizer.pad_token_id or 0
         baseline = torch.where(special, input_ids[0], torch.full_like(input_ids[0], pad))[None]
@@ -125,8 +133,12 @@ class TextClassifier:
 
         integrated = LayerIntegratedGradients(forward, self.model.get_input_embeddings())
         attributions, delta = integrated.attribute(
-            input_ids, baselines=baseline, target=target, n_steps=steps,
-            return_convergence_delta=True, internal_batch_size=steps,
+            input_ids,
+            baselines=baseline,
+            target=target,
+            n_steps=steps,
+            return_convergence_delta=True,
+            internal_batch_size=steps,
         )
         scores = attributions.sum(-1)[0].detach().cpu()
         tokens = self.tokenizer.convert_ids_to_tokens(input_ids[0].tolist())
@@ -134,7 +146,7 @@ class TextClassifier:
             prediction=self._prediction(probabilities, truncated[0]),
             tokens=[
                 Attribution(token, float(score))
-                for token, score, is_special in zip(tokens, scores, special.tolist())
+                for token, score, is_special in zip(tokens, scores, special.tolist(), strict=True)
                 if not is_special
             ],
             method="integrated_gradients",

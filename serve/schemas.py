@@ -25,7 +25,7 @@ class PredictRequest(_Request):
     )
 
     @model_validator(mode="after")
-    def _one_shape(self) -> "PredictRequest":
+    def _one_shape(self) -> PredictRequest:
         given = [name for name in ("text", "texts", "pairs") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError('send exactly one of "text", "texts" or "pairs"')

@@ -1,20 +1,16 @@
 """The sweep-file sections that the trainables read: `data`, `train`, and the hyperparameters
-that `space` may search. They live here, not in `search/`, so that the training code depends
-on nothing above it; `search.sweep` composes them into the whole sweep file."""
+that `space` may search. They live with the training code, which depends on nothing above it;
+`hpo.search.sweep` composes them into the whole sweep file."""
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator
 
-DataSource = Union[str, list[Union[str, None]]]
+from hpo.core.config import StrictModel
 
-
-class StrictModel(BaseModel):
-    """A sweep-file section: unknown keys are errors, so a typo never vanishes silently."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+DataSource = str | list[str | None]
 
 
 class DataConfig(StrictModel):
@@ -116,7 +112,10 @@ class Hyperparameters(StrictModel):
     warmup_ratio: float = Field(default=0.0, ge=0, le=1)
     lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
     dropout: float | None = Field(
-        default=None, ge=0, lt=1, description="Hidden and attention dropout; None keeps the model's."
+        default=None,
+        ge=0,
+        lt=1,
+        description="Hidden and attention dropout; None keeps the model's.",
     )
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     max_grad_norm: float = Field(default=1.0, gt=0)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainables.config import DataConfig, DataSource
-from trainables.errors import UserError
+from hpo.core.errors import UserError
+from hpo.trainables.config import DataConfig, DataSource
 
 HUB_PREFIX = "hub:"
 SPLITS = ("train", "validation", "test")
@@ -232,8 +232,11 @@ def _examples(frame: pd.DataFrame, split: str, config: DataConfig, labels: Label
 
 def load_splits(config: DataConfig) -> Splits:
     """Reads train, validation and (optional) test, with one label mapping for all three."""
-    chosen = {split: choose_source(split, getattr(config, split)) for split in SPLITS
-              if getattr(config, split) is not None}
+    chosen = {
+        split: choose_source(split, getattr(config, split))
+        for split in SPLITS
+        if getattr(config, split) is not None
+    }
     sources = {split: source for split, source in chosen.items() if source is not None}
     if "validation" not in sources:
         raise UserError("data.validation: a validation split is required (null ended its list)")

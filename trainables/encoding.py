@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from trainables.data import Examples, Labels, Splits
+from hpo.trainables.data import Examples, Labels, Splits
 
 
 @dataclass

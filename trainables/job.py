@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from trainables.config import TrainConfig
+from hpo.trainables.config import TrainConfig
 
 
 def reports_in(epochs: float, evals_per_epoch: int) -> int:
@@ -18,16 +18,18 @@ def reports_in(epochs: float, evals_per_epoch: int) -> int:
 class TrainJob:
     """Attributes:
     model_source: a local folder or Hub id that `from_pretrained` loads.
+    offline: load the model from the local Hub cache only (the Hub is unreachable).
     metric, mode: the sweep's objective (checkpoints are ranked by it).
     max_epochs: the most a trial trains; schedulers may stop it earlier.
     train: the sweep's `train` section.
     threads: torch threads (and Ray CPUs) per worker.
     use_gpu: resolved from `train.use_gpu` against the cluster.
     launcher: resolved from `train.launcher`.
-    run_dir: where Ray Train keeps its runs (ray_train launcher).
+    run_dir: the sweep's run dir (the ray_train launcher keeps its runs there).
     """
 
     model_source: str
+    offline: bool
     metric: str
     mode: Literal["max", "min"]
     max_epochs: float

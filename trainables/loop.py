@@ -1,29 +1,28 @@
-"""The per-worker fine-tuning loop, read top to bottom: build the model, restore if resuming,
-train in length-grouped batches, evaluate and report (with a checkpoint) at fixed fractions of
-an epoch. Ray appears only behind `TrialSession`."""
+"""The per-worker fine-tuning loop, read top to bottom in `train_model`: set up the model and
+optimizer (restored when resuming), train in length-grouped batches, evaluate and report (with a
+checkpoint) at fixed fractions of an epoch. Ray appears only behind `TrialSession`."""
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from trainables.config import Hyperparameters
-from trainables.encoding import EncodedData, EncodedSplit, collate, epoch_batches
-from trainables.job import TrainJob
-from trainables.metrics import compute_metrics
-from trainables.sessions import TrialSession
-
-TRAINING_STATE = "training_state.pt"
+from hpo.trainables.checkpoints import restore_training_state, save_checkpoint
+from hpo.trainables.config import Hyperparameters
+from hpo.trainables.encoding import EncodedData, EncodedSplit, collate, epoch_batches
+from hpo.trainables.job import TrainJob
+from hpo.trainables.metrics import compute_metrics
+from hpo.trainables.sessions import TrialSession
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class StepPlan:
     eval_steps: frozenset[int]
 
     @classmethod
-    def make(cls, num_examples: int, batch_size: int, job: TrainJob) -> "StepPlan":
+    def make(cls, num_examples: int, batch_size: int, job: TrainJob) -> StepPlan:
         steps_per_epoch = math.ceil(num_examples / batch_size)
         total = max(1, math.ceil(job.max_epochs * steps_per_epoch))
         reports = job.num_reports
@@ -53,21 +52,39 @@ class StepPlan:
         return full_epochs * self.num_examples + min(within * self.batch_size, self.num_examples)
 
 
-def _amp_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
-    """bf16 where the GPU has it, else fp16 (with a gradient scaler); None for no autocast.
-    Decided once per trial: `torch.cuda.is_bf16_supported()` is too slow to ask every step."""
-    if device.type != "cuda" or amp is False:
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+@dataclass(frozen=True)
+class Precision:
+    """How batches are shaped and computed on this device, decided once per trial.
+
+    Attributes:
+        amp: the autocast dtype (bf16 where the GPU has it, else fp16 with a gradient scaler),
+            or None; `torch.cuda.is_bf16_supported()` is too slow to ask every step.
+        pad_multiple: batch lengths are rounded up to a multiple of this.
+    """
+
+    amp: torch.dtype | None
+    pad_multiple: int
+
+    @classmethod
+    def for_device(cls, device: torch.device, job: TrainJob) -> Precision:
+        on_cuda = device.type == "cuda"
+        amp = None
+        if on_cuda and job.train.amp is not False:
+            amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        pad_multiple = job.train.pad_to_multiple_of
+        if pad_multiple == "auto":
+            pad_multiple = 8 if on_cuda else 1
+        return cls(amp, pad_multiple)
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.amp)
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def _load_model(source: str, data: EncodedData, hp: Hyperparameters, *, new_head: bool):
+def _load_model(
+    source: str, data: EncodedData, hp: Hyperparameters, *, new_head: bool, offline: bool
+) -> Any:
     """The model with a classifier for our labels. A base model's own head (another task's
     labels, or none) is replaced by a fresh one of the right size (`new_head`)."""
     from transformers import AutoModelForSequenceClassification
@@ -81,6 +98,7 @@ def _load_model(source: str, data: EncodedData, hp: Hyperparameters, *, new_head
         id2label=data.labels.id2label,
         label2id=data.labels.label2id,
         ignore_mismatched_sizes=new_head,
+        local_files_only=offline,
         **dropout,
     )
 
@@ -92,7 +110,7 @@ def _optimizer(model: torch.nn.Module, hp: Hyperparameters) -> torch.optim.Optim
     to ~0.02 s, about half of a whole training step on 16 short sentences.
     """
     decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
+    for parameter in model.parameters():
         if parameter.requires_grad:
             (no_decay if parameter.ndim < 2 else decay).append(parameter)
     groups = [
@@ -102,7 +120,7 @@ def _optimizer(model: torch.nn.Module, hp: Hyperparameters) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=hp.learning_rate, fused=True)
 
 
-def _lr_scheduler(optimizer: torch.optim.Optimizer, hp: Hyperparameters, plan: StepPlan):
+def _lr_scheduler(optimizer: torch.optim.Optimizer, hp: Hyperparameters, plan: StepPlan) -> Any:
     from transformers import get_scheduler
 
     name = {"constant": "constant_with_warmup"}.get(hp.lr_schedule, hp.lr_schedule)
@@ -124,10 +142,9 @@ def evaluate(
     split: EncodedSplit,
     *,
     pad_token_id: int,
-    pad_multiple: int,
+    precision: Precision,
     batch_size: int,
     session: TrialSession,
-    amp: torch.dtype | None,
 ) -> dict[str, float]:
     """Metrics on a split; each rank scores a share, sorted by length to pad little."""
     was_training = model.training
@@ -136,9 +153,10 @@ def evaluate(
     logits = []
     for start in range(0, len(mine), batch_size):
         indices = mine[start : start + batch_size]
-        batch = _to_device(collate(split, indices, pad_token_id, pad_multiple), session.device)
+        batch = collate(split, indices, pad_token_id, precision.pad_multiple)
+        batch = _to_device(batch, session.device)
         batch.pop("labels")
-        with _autocast(session.device, amp):
+        with precision.autocast(session.device):
             logits.append(model(**batch).logits.float().cpu().numpy())
     shares = [(mine, np.concatenate(logits) if logits else np.zeros((0, 0)))]
     if session.world_size > 1:
@@ -150,34 +168,6 @@ def evaluate(
     return compute_metrics(all_logits[np.argsort(order)], split.labels)
 
 
-def _save_checkpoint(
-    folder: str, model, tokenizer, optimizer, scheduler, step: int, metrics: dict[str, float]
-) -> None:
-    """A `save_pretrained` folder (pipeline-ready) plus what resuming needs, and the metrics
-    reported with it."""
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    torch.save(
-        {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "step": step,
-            "torch_rng": torch.get_rng_state(),
-            "metrics": metrics,
-        },
-        os.path.join(folder, TRAINING_STATE),
-    )
-
-
-def _restore_training_state(folder: str, optimizer, scheduler) -> tuple[int, dict[str, float]]:
-    """The step to go on from, and the metrics reported with the checkpoint."""
-    state = torch.load(os.path.join(folder, TRAINING_STATE), weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
-    return int(state["step"]), state.get("metrics", {})
-
-
 def _mean_across_ranks(total: float, count: int, session: TrialSession) -> float:
     if session.world_size > 1:
         sums = torch.tensor([total, float(count)], dtype=torch.float64)
@@ -186,14 +176,17 @@ def _mean_across_ranks(total: float, count: int, session: TrialSession) -> float
     return total / max(count, 1)
 
 
-def _batches_from(step: int, plan: StepPlan, hp: Hyperparameters, data: EncodedData,
-                  group_by_length: bool) -> Iterator[np.ndarray]:
+def _batches_from(
+    step: int, plan: StepPlan, hp: Hyperparameters, data: EncodedData, group_by_length: bool
+) -> Iterator[np.ndarray]:
     """The global batches still to train on after `step` steps, across epochs; each epoch's
     order depends only on the seed and the epoch, so a resumed trial sees the same batches."""
     while step < plan.total_steps:
         epoch = step // plan.steps_per_epoch
         batches = epoch_batches(
-            data.train.lengths, hp.batch_size, seed=hp.seed * 100_003 + epoch,
+            data.train.lengths,
+            hp.batch_size,
+            seed=hp.seed * 100_003 + epoch,
             group_by_length=group_by_length,
         )
         for indices in batches[step - epoch * plan.steps_per_epoch :]:
@@ -210,97 +203,142 @@ class _Throughput:
         self.reset()
 
     def reset(self) -> None:
-        self.loss_sum, self.count, self.started = 0.0, 0, time.perf_counter()
+        self.loss_sum, self.count, self.steps = 0.0, 0, 0
+        self.started = time.perf_counter()
 
     def add(self, loss: float, size: int) -> None:
         self.loss_sum += loss * size
         self.count += size
+        self.steps += 1
 
-    def summary(self, session: TrialSession, batch_size: int, steps: int) -> dict[str, float]:
+    def summary(self, session: TrialSession, batch_size: int) -> dict[str, float]:
         seconds = time.perf_counter() - self.started
         return {
             "train_loss": _mean_across_ranks(self.loss_sum, self.count, session),
-            "train_samples_per_s": steps * batch_size / seconds,
+            "train_samples_per_s": self.steps * batch_size / seconds,
         }
+
+
+class _Trial:
+    """One trial's training state, set up from its hyperparameters: the model (restored from a
+    checkpoint when resuming), optimizer, LR schedule and step count, and what it trains on and
+    reports to."""
+
+    def __init__(
+        self, hp: Hyperparameters, job: TrainJob, data: EncodedData, session: TrialSession
+    ) -> None:
+        from transformers import AutoTokenizer
+
+        self.hp, self.job, self.data, self.session = hp, job, data, session
+        device = session.device
+        self.precision = Precision.for_device(device, job)
+        self.restored = session.restored_checkpoint()
+        torch.manual_seed(hp.seed)  # the new classifier head starts the same in every trial
+        source = self.restored or job.model_source
+        self.model = _load_model(
+            source, data, hp, new_head=self.restored is None, offline=job.offline
+        ).to(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            job.model_source, local_files_only=job.offline
+        )
+        self.wrapped = self.model  # or its DDP wrapper, which the forward pass goes through
+        if session.world_size > 1:
+            device_ids = [device.index] if device.type == "cuda" else None
+            self.wrapped = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=device_ids
+            )
+        self.plan = StepPlan.make(len(data.train), hp.batch_size, job)
+        self.optimizer = _optimizer(self.model, hp)
+        self.scheduler = _lr_scheduler(self.optimizer, hp, self.plan)
+        self.step, self.reported = 0, {}  # reported: the metrics saved with the checkpoint
+        if self.restored is not None:
+            self.step, self.reported = restore_training_state(
+                self.restored, self.optimizer, self.scheduler
+            )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.amp == torch.float16)
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.plan.total_steps
+
+    def train_step(self, indices: np.ndarray) -> tuple[float, int]:
+        """One optimizer step on this rank's share of a global batch; returns (loss,
+        examples)."""
+        session, precision = self.session, self.precision
+        mine = indices[session.world_rank :: session.world_size]
+        batch = collate(self.data.train, mine, self.data.pad_token_id, precision.pad_multiple)
+        batch = _to_device(batch, session.device)
+        labels = batch.pop("labels")
+        with precision.autocast(session.device):
+            logits = self.wrapped(**batch).logits
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.hp.label_smoothing)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.hp.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return loss.item(), len(labels)
+
+    def evaluate_and_report(self, meter: _Throughput) -> None:
+        """Validation metrics and training statistics, reported with a checkpoint (rank 0)."""
+        metrics = evaluate(
+            self.model,
+            self.data.validation,
+            pad_token_id=self.data.pad_token_id,
+            precision=self.precision,
+            batch_size=self.job.train.eval_batch_size,
+            session=self.session,
+        )
+        metrics.update(
+            meter.summary(self.session, self.hp.batch_size),
+            epoch=self.plan.epoch(self.step),
+            step=self.step,
+            samples=self.plan.samples(self.step),
+            learning_rate=self.scheduler.get_last_lr()[0],
+        )
+        if self.session.world_rank != 0:
+            self.session.report(metrics, None)
+            return
+        with tempfile.TemporaryDirectory(prefix="hpo-checkpoint-") as folder:
+            save_checkpoint(
+                folder,
+                self.model,
+                self.tokenizer,
+                self.optimizer,
+                self.scheduler,
+                self.step,
+                metrics,
+            )
+            self.session.report(metrics, folder)
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def train_model(
     hp: Hyperparameters, job: TrainJob, data: EncodedData, session: TrialSession
 ) -> None:
     """Fine-tunes one model with one set of hyperparameters, reporting after each evaluation."""
-    import transformers
-    from transformers import AutoTokenizer
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    _quiet_transformers()
     torch.set_num_threads(job.threads)
-    device = session.device
-    amp = _amp_dtype(device, job.train.amp)
-    pad_multiple = job.train.pad_to_multiple_of
-    if pad_multiple == "auto":
-        pad_multiple = 8 if device.type == "cuda" else 1
-
-    restored = session.restored_checkpoint()
-    torch.manual_seed(hp.seed)  # the new classifier head starts the same in every trial
-    model = _load_model(restored or job.model_source, data, hp, new_head=restored is None)
-    model.to(device)
-    tokenizer = AutoTokenizer.from_pretrained(job.model_source)
-    wrapped = model
-    if session.world_size > 1:
-        device_ids = [device.index] if device.type == "cuda" else None
-        wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-
-    plan = StepPlan.make(len(data.train), hp.batch_size, job)
-    optimizer = _optimizer(model, hp)
-    scheduler = _lr_scheduler(optimizer, hp, plan)
-    step, reported = 0, {}
-    if restored is not None:
-        step, reported = _restore_training_state(restored, optimizer, scheduler)
-    if step >= plan.total_steps and reported and session.checkpoints_ahead_of_tune:
+    trial = _Trial(hp, job, data, session)
+    if trial.finished and trial.reported and session.checkpoints_ahead_of_tune:
         # Ray Train saved the final checkpoint of a trial that was interrupted before Tune
         # received its last report: report it again, or the trial would end without it.
-        session.report(reported, restored if session.world_rank == 0 else None)
+        session.report(trial.reported, trial.restored if session.world_rank == 0 else None)
         return
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
 
-    model.train()
-    meter, steps_since_report = _Throughput(), 0
-    for indices in _batches_from(step, plan, hp, data, job.train.group_by_length):
-        mine = indices[session.world_rank :: session.world_size]
-        batch = _to_device(collate(data.train, mine, data.pad_token_id, pad_multiple), device)
-        labels = batch.pop("labels")
-        with _autocast(device, amp):
-            logits = wrapped(**batch).logits
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=hp.label_smoothing)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        steps_since_report += 1
-        meter.add(loss.item(), len(labels))
-        if step not in plan.eval_steps:
-            continue
-
-        metrics = evaluate(
-            model, data.validation, pad_token_id=data.pad_token_id, pad_multiple=pad_multiple,
-            batch_size=job.train.eval_batch_size, session=session, amp=amp,
-        )
-        metrics.update(
-            meter.summary(session, hp.batch_size, steps_since_report),
-            epoch=plan.epoch(step),
-            step=step,
-            samples=plan.samples(step),
-            learning_rate=scheduler.get_last_lr()[0],
-        )
-        if session.world_rank == 0:
-            with tempfile.TemporaryDirectory(prefix="hpo-checkpoint-") as folder:
-                _save_checkpoint(folder, model, tokenizer, optimizer, scheduler, step, metrics)
-                session.report(metrics, folder)
-        else:
-            session.report(metrics, None)
-        meter.reset()
-        steps_since_report = 0
+    trial.model.train()
+    meter = _Throughput()
+    for indices in _batches_from(trial.step, trial.plan, hp, data, job.train.group_by_length):
+        meter.add(*trial.train_step(indices))
+        if trial.step in trial.plan.eval_steps:
+            trial.evaluate_and_report(meter)
+            meter.reset()

@@ -8,7 +8,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainables.errors import UserError
+from hpo.core.errors import UserError
 
 PACKAGE_PREFIX = "pkg:"
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from trainables.config import Hyperparameters
-from trainables.encoding import EncodedData
-from trainables.job import TrainJob
-from trainables.loop import train_model
-from trainables.sessions import RayTrainSession, TuneTrialSession
-
-TRAIN_RUNS = "train_runs"
-"""Folder of the run dir where the ray_train launcher keeps one Ray Train run per trial."""
+from hpo.core.rundir import TRAIN_RUNS
+from hpo.trainables.config import Hyperparameters
+from hpo.trainables.encoding import EncodedData
+from hpo.trainables.job import TrainJob
+from hpo.trainables.loop import train_model
+from hpo.trainables.sessions import RayTrainSession, TuneTrialSession
 
 
 def _train_in_trial(config: dict[str, Any], job: TrainJob, data: EncodedData) -> None:
@@ -68,8 +66,11 @@ def make_trainable(job: TrainJob, data: EncodedData):
 
     if job.launcher == "in_trial":
         trainable = tune.with_parameters(_train_in_trial, job=job, data=data)
-        bundle = {"CPU": job.threads, "GPU": 1 if job.use_gpu else 0,
-                  **job.train.resources_per_worker}
+        bundle = {
+            "CPU": job.threads,
+            "GPU": 1 if job.use_gpu else 0,
+            **job.train.resources_per_worker,
+        }
     else:
         trainable = tune.with_parameters(_train_with_ray_train, job=job, data=data)
         bundle = {"CPU": 0.01}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from trainables.errors import UserError
+from hpo.core.errors import UserError
 
 REMOTE_SCHEMES = ("s3", "gs", "gcs")
 MTIME_MARGIN_S = 1.0
@@ -66,8 +66,9 @@ def filesystem(location: str):
         return pafs.LocalFileSystem(), str(location)
     parts = urlsplit(location)
     try:
-        fs = _bucket_filesystem(f"{parts.scheme}://{parts.netloc}",
-                                os.environ.get("AWS_ENDPOINT_URL"))
+        fs = _bucket_filesystem(
+            f"{parts.scheme}://{parts.netloc}", os.environ.get("AWS_ENDPOINT_URL")
+        )
     except (pyarrow.ArrowException, OSError) as err:
         raise UserError(f"{location}: cannot open this storage ({err})") from None
     return fs, f"{parts.netloc}{parts.path}".rstrip("/")
@@ -104,6 +105,22 @@ def is_dir(location: str) -> bool:
     return _remote_file_type(location) == pafs.FileType.Directory
 
 
+def subfolders(location: str) -> set[str]:
+    """The locations of the folders directly inside `location` (none if it does not exist)."""
+    import pyarrow.fs as pafs
+
+    if not is_remote(location):
+        if not os.path.isdir(location):
+            return set()
+        return {entry.path for entry in os.scandir(location) if entry.is_dir()}
+    fs, path = filesystem(location)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    except OSError as err:
+        raise UserError(f"{location}: cannot read the storage ({err})") from None
+    return {as_location(fs, i.path) for i in infos if i.type == pafs.FileType.Directory}
+
+
 def check_bucket(location: str) -> None:
     """Fails early, with a message, where Ray would fail deep inside Tune: a bucket that does
     not exist, or credentials that cannot see it."""
@@ -111,8 +128,10 @@ def check_bucket(location: str) -> None:
         return
     parts = urlsplit(location)
     if not exists(f"{parts.scheme}://{parts.netloc}"):
-        raise UserError(f"storage {location}: the bucket {parts.netloc!r} does not exist (or "
-                        f"these credentials cannot see it)")
+        raise UserError(
+            f"storage {location}: the bucket {parts.netloc!r} does not exist (or "
+            f"these credentials cannot see it)"
+        )
 
 
 def cache_root() -> Path:
@@ -131,8 +150,13 @@ def _copy(source: str, destination: str, source_fs, destination_fs) -> None:
     import pyarrow.fs as pafs
 
     # Ray's own uploads turn threads off for S3 too (apache/arrow#32372).
-    pafs.copy_files(source, destination, source_filesystem=source_fs,
-                    destination_filesystem=destination_fs, use_threads=False)
+    pafs.copy_files(
+        source,
+        destination,
+        source_filesystem=source_fs,
+        destination_filesystem=destination_fs,
+        use_threads=False,
+    )
 
 
 def _files_under(fs, path: str) -> list[str]:
@@ -189,6 +213,14 @@ def local_checkpoint(location: str, exclude: tuple[str, ...] = ()) -> str:
     return str(target)
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Writes `path` through a temporary file beside it and a rename (atomic on POSIX)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    partial.write_text(text)
+    partial.replace(path)
+
+
 @dataclass(frozen=True)
 class StorageDir:
     """A folder of the storage (a run dir, a comparison dir, the storage root), local or
@@ -234,6 +266,11 @@ class StorageDir:
             shutil.rmtree(self.local, ignore_errors=True)
         self.local.mkdir(parents=True, exist_ok=self.remote)
 
+    def write_text(self, name: str, text: str) -> None:
+        """Writes a file of the local folder whole or not at all: to a temporary file first,
+        renamed into place, so that a crash never leaves a torn file for readers."""
+        write_atomically(self.local / name, text)
+
     def push(self, *names: str, since: float = 0.0) -> None:
         """Uploads the named files or folders from the local folder (those present; in folders,
         the files modified after `since`, a time.time(), less a margin: file times come from
@@ -247,10 +284,15 @@ class StorageDir:
         try:
             for name in names:
                 source = self.local / name
-                files = [source] if source.is_file() else [
-                    f for f in source.rglob("*")
-                    if f.is_file() and f.stat().st_mtime >= since - MTIME_MARGIN_S
-                ]
+                files = (
+                    [source]
+                    if source.is_file()
+                    else [
+                        f
+                        for f in source.rglob("*")
+                        if f.is_file() and f.stat().st_mtime >= since - MTIME_MARGIN_S
+                    ]
+                )
                 for file in files:
                     destination = posixpath.join(path, file.relative_to(self.local).as_posix())
                     _copy(str(file), destination, local, fs)

@@ -1,5 +1,5 @@
-"""The one exception type for mistakes a user can fix (a bad sweep file, a missing column, an
-unknown model). The CLI prints its message and exits with code 2; nothing else catches it."""
+"""The exception types for mistakes a user can fix (a bad sweep file, a missing column, an
+unknown model). The CLI prints their message and exits with code 2; nothing else catches them."""
 
 
 class UserError(Exception):

@@ -1,0 +1,109 @@
+"""Connecting the driver to Ray: an embedded single-node Ray sized for the sweep, or a running
+cluster; the environment of every trial process; and Tune's known log noise filtered out."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from hpo.core.errors import UserError
+from hpo.search.sweep import Sweep
+
+IN_JOB = "HPO_IN_RAY_JOB"
+"""Set in the runtime env of sweeps submitted as Ray Jobs (`hpo submit`)."""
+
+
+@dataclass(frozen=True)
+class RayTarget:
+    """Where a sweep runs.
+
+    Attributes:
+        address: a cluster to join (host:port or ray://...); None starts an embedded Ray.
+        verbose: show Ray's own logs.
+        in_job: the driver runs as a Ray Job, whose runtime env already carries the trials'
+            environment and working dir (Ray would not merge a second one).
+    """
+
+    address: str | None = None
+    verbose: bool = False
+    in_job: bool = False
+
+
+def trial_env_vars(*, offline: bool) -> dict[str, str]:
+    """The environment of every trial process: quiet libraries, and the Hub offline where the
+    driver found it unreachable."""
+    env = {"TRANSFORMERS_VERBOSITY": "error", "TQDM_DISABLE": "1"}
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def threads_per_worker(sweep: Sweep, embedded: bool) -> int:
+    """Torch threads (and Ray CPUs) of each worker: the sweep's, or this machine's cores shared
+    between the concurrent trials' workers (1 on a cluster, where Ray spreads trials)."""
+    if sweep.train.cpus_per_worker != "auto":
+        return sweep.train.cpus_per_worker
+    if not embedded:
+        return 1
+    sharing = sweep.search.max_concurrent * sweep.train.workers
+    return max(1, (os.cpu_count() or 1) // sharing)
+
+
+def cpus_needed(sweep: Sweep) -> int:
+    """Logical CPUs that an embedded Ray needs for `max_concurrent` trials, even where that is
+    more than the cores: Ray Train schedules its workers outside the trial's own resources, and
+    would otherwise wait forever."""
+    threads = threads_per_worker(sweep, embedded=True)
+    return sweep.search.max_concurrent * (sweep.train.workers * threads + 1)
+
+
+def connect_ray(target: RayTarget, *, num_cpus: int = 0, offline: bool = False) -> bool:
+    """Joins the cluster at `target.address`, else starts an embedded Ray with at least
+    `num_cpus` logical CPUs (and at least this machine's cores); returns whether Ray is
+    embedded. `offline`: trials read the Hub cache only."""
+    import ray
+
+    if ray.is_initialized():
+        return not target.address
+    options: dict[str, Any] = {
+        "log_to_driver": target.verbose,
+        "logging_level": logging.INFO if target.verbose else logging.ERROR,
+    }
+    if not target.in_job:
+        options["runtime_env"] = {"env_vars": trial_env_vars(offline=offline)}
+    if target.address:
+        try:
+            ray.init(address=target.address, **options)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise UserError(f"--address {target.address}: cannot connect to Ray ({err})") from None
+        return False
+    # address="local": a new embedded Ray, even where `ray start` left a cluster on this machine
+    ray.init(
+        address="local",
+        num_cpus=max(os.cpu_count() or 1, num_cpus),
+        include_dashboard=False,
+        **options,
+    )
+    return True
+
+
+class _KnownTuneNoise(logging.Filter):
+    """Drops two known-harmless messages of Tune's experiment-state logger: its background
+    upload listing the searcher's temporary file, which is renamed before the copy reaches it
+    (the next upload copies the renamed file), and its warning that snapshots happen often,
+    which every trial that checkpoints at each evaluation triggers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, FileNotFoundError) and "-tmp-" in str(error):
+            return False
+        return "snapshotting has been triggered" not in record.getMessage()
+
+
+def quiet_tune_logs() -> None:
+    """Filters Tune's known noise (once per process)."""
+    logger = logging.getLogger("ray.tune.execution.experiment_state")
+    if not any(isinstance(f, _KnownTuneNoise) for f in logger.filters):
+        logger.addFilter(_KnownTuneNoise())
