@@ -1,5 +1,6 @@
 """Shared fixtures: the shared data folder, a tiny BERT built from a config (random weights,
-trains in seconds), and one Ray instance for the integration tests."""
+trains in seconds), one Ray instance for the integration tests, and one finished tiny sweep for
+the tests that only read a run dir."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A 2-layer, 32-wide BERT with MiniLM's tokenizer, saved as a local model folder."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from trainables.models import resolve_model
+    from hpo.trainables.models import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("minilm"))
     config = BertConfig(
@@ -64,3 +65,14 @@ def ray_session():
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def finished_run(tiny_model: str, data_dir: Path, ray_session: None, tmp_path_factory) -> Path:
+    """The run dir of one finished tiny sweep (random search, 2 trials, FIFO)."""
+    from hpo.search.runner import run_sweep
+    from hpo.search.sweepfile import parse_sweep
+    from tests.helpers import tiny_sweep
+
+    storage = tmp_path_factory.mktemp("finished")
+    return Path(run_sweep(parse_sweep(tiny_sweep(tiny_model, storage)))["run_dir"])

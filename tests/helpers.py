@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -16,8 +17,13 @@ import pytest
 import yaml
 
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -25,9 +31,39 @@ def chromium() -> str:
     """Debian's chromium, which playwright drives (no browser download)."""
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        pytest.fail("Chromium is not installed (Debian: apt-get install chromium); .ci/run "
-                    "installs it")
+        pytest.fail(
+            "Chromium is not installed (Debian: apt-get install chromium); .ci/run installs it"
+        )
     return path
+
+
+def hpo_command(*args: str, env: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """`python -m hpo.cli ARGS` and its environment: this one, plus `env`, with wide output."""
+    environment = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return [sys.executable, "-m", "hpo.cli", *args], environment
+
+
+def run_hpo(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 400
+) -> subprocess.CompletedProcess:
+    """Runs `hpo ARGS` as a user would, in a subprocess, its output captured."""
+    command, environment = hpo_command(*args, env=env)
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout)
+
+
+def start_hpo(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Starts `hpo ARGS` in the background, its output piped (to interrupt it, say)."""
+    command, environment = hpo_command(*args, env=env)
+    return subprocess.Popen(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def python_output(*lines: str) -> str:
+    """Runs Python code in a fresh interpreter (nothing imported yet); returns what it printed."""
+    done = subprocess.run([sys.executable, "-c", "\n".join(lines)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def tiny_sweep(tiny_model: str, storage: Path | str, **sections: Any) -> dict[str, Any]:
@@ -56,6 +92,11 @@ def tiny_sweep(tiny_model: str, storage: Path | str, **sections: Any) -> dict[st
     return sweep
 
 
+def sweep_tree(**sections: Any) -> dict[str, Any]:
+    """A sweep file's tree that validates without files or models (for validation tests)."""
+    return {**tiny_sweep("some/model", Path("/tmp/runs")), **sections}
+
+
 def write_yaml(path: Path, tree: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(tree, sort_keys=False))
     return path
@@ -67,8 +108,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-S3_KEYS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+S3_KEYS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @contextlib.contextmanager
@@ -80,7 +124,8 @@ def local_s3_server(bucket: str) -> Iterator[dict[str, str]]:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
@@ -101,8 +146,13 @@ def s3_filesystem(endpoint: str, **options: Any):
     """pyarrow's S3 client for the test server, with the test server's keys."""
     import pyarrow.fs as pafs
 
-    return pafs.S3FileSystem(endpoint_override=endpoint, access_key="test", secret_key="test",
-                             region="us-east-1", **options)
+    return pafs.S3FileSystem(
+        endpoint_override=endpoint,
+        access_key="test",
+        secret_key="test",
+        region="us-east-1",
+        **options,
+    )
 
 
 def bucket_objects(env: dict[str, str], bucket: str, prefix: str) -> dict[str, int]:
@@ -112,4 +162,4 @@ def bucket_objects(env: dict[str, str], bucket: str, prefix: str) -> dict[str, i
     fs = s3_filesystem(env["AWS_ENDPOINT_URL"])
     root = f"{bucket}/{prefix}"
     infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
-    return {i.path[len(root) + 1:]: i.size for i in infos if i.type == pafs.FileType.File}
+    return {i.path[len(root) + 1 :]: i.size for i in infos if i.type == pafs.FileType.File}

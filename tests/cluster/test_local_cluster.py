@@ -6,33 +6,28 @@ processes that `up` started."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from cluster.local import LocalCluster, _alive, cluster_down, cluster_nodes, cluster_up
-from tests.conftest import REPO
-from tests.helpers import tiny_sweep, write_yaml
+from hpo.cluster.local import LocalCluster, _alive, cluster_down, cluster_nodes, cluster_up
+from tests.helpers import run_hpo, tiny_sweep, write_yaml
 
 pytestmark = pytest.mark.usefixtures("data_dir")
 
 
-def hpo(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "search.cli", *args], cwd=REPO, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "token"},
-    )
+def hpo(*args: str) -> subprocess.CompletedProcess:
+    return run_hpo(*args, env={"RAY_AUTH_MODE": "token"})
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     state = tmp_path_factory.mktemp("cluster") / "state.json"
-    started = cluster_up(2, cpus_per_node=1, head_cpus=0, port=None, dashboard_port=None,
-                         state_file=state)
+    started = cluster_up(
+        2, cpus_per_node=1, head_cpus=0, port=None, dashboard_port=None, state_file=state
+    )
     yield started, state
     if state.exists():
         cluster_down(state)
@@ -40,8 +35,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 
 def sweep_file(tiny_model: str, folder: Path) -> Path:
-    tree = tiny_sweep(tiny_model, folder / "runs",
-                      search={"algorithm": "random", "num_samples": 4, "max_concurrent": 2})
+    tree = tiny_sweep(
+        tiny_model,
+        folder / "runs",
+        search={"algorithm": "random", "num_samples": 4, "max_concurrent": 2},
+    )
     return write_yaml(folder / "sweep.yaml", tree)
 
 
@@ -50,8 +48,9 @@ def test_trials_spread_over_the_worker_nodes(cluster, tiny_model: str, tmp_path:
     nodes = cluster_nodes(started.address)
     assert set(nodes) == {"head", "1", "2"}
 
-    result = hpo("run", str(sweep_file(tiny_model, tmp_path)), "--address", started.address,
-                 "--no-serve")
+    result = hpo(
+        "run", str(sweep_file(tiny_model, tmp_path)), "--address", started.address, "--no-serve"
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     trials = pd.read_csv(tmp_path / "runs" / "tiny" / "trials.csv")
     assert set(trials.state) == {"completed"}
@@ -61,19 +60,34 @@ def test_trials_spread_over_the_worker_nodes(cluster, tiny_model: str, tmp_path:
     assert len(used) == 2
 
 
+def sweep_on_cluster(
+    address: str, tiny_model: str, tmp_path: Path, *, trials: int, **train: object
+) -> pd.DataFrame:
+    """`hpo run --address` of a tiny sweep of `trials` trials at once with these `train`
+    settings; its trials.csv."""
+    search = {"algorithm": "random", "num_samples": trials, "max_concurrent": trials}
+    tree = tiny_sweep(tiny_model, tmp_path / "runs", search=search, train=train)
+    result = hpo(
+        "run", str(write_yaml(tmp_path / "sweep.yaml", tree)), "--address", address, "--no-serve"
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return pd.read_csv(tmp_path / "runs" / "tiny" / "trials.csv")
+
+
 def test_resources_per_worker_pin_trials_to_a_node(
     cluster, tiny_model: str, tmp_path: Path
 ) -> None:
     """A custom resource that only node 2 has: every trial runs there."""
     started, _ = cluster
-    tree = tiny_sweep(tiny_model, tmp_path / "runs",
-                      search={"algorithm": "random", "num_samples": 2, "max_concurrent": 2},
-                      train={"evals_per_epoch": 2, "cpus_per_worker": 1,
-                             "resources_per_worker": {"hpo-node-2": 0.5}})
-    result = hpo("run", str(write_yaml(tmp_path / "sweep.yaml", tree)), "--address",
-                 started.address, "--no-serve")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    trials = pd.read_csv(tmp_path / "runs" / "tiny" / "trials.csv")
+    trials = sweep_on_cluster(
+        started.address,
+        tiny_model,
+        tmp_path,
+        trials=2,
+        evals_per_epoch=2,
+        cpus_per_worker=1,
+        resources_per_worker={"hpo-node-2": 0.5},
+    )
     assert set(trials.node) == {cluster_nodes(started.address)["2"]}
 
 
@@ -83,15 +97,18 @@ def test_a_ddp_trial_spreads_its_workers_over_both_nodes(
     """Two Ray Train workers (DDP over gloo) with the spread strategy: one on each worker
     node. Half a CPU each, as the trial itself holds a sliver of one node's CPU."""
     started, _ = cluster
-    tree = tiny_sweep(tiny_model, tmp_path / "runs",
-                      search={"algorithm": "random", "num_samples": 1, "max_concurrent": 1},
-                      train={"evals_per_epoch": 1, "cpus_per_worker": 1, "workers": 2,
-                             "launcher": "ray_train", "placement_strategy": "spread",
-                             "resources_per_worker": {"CPU": 0.5}})
-    result = hpo("run", str(write_yaml(tmp_path / "sweep.yaml", tree)), "--address",
-                 started.address, "--no-serve")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    trials = pd.read_csv(tmp_path / "runs" / "tiny" / "trials.csv")
+    trials = sweep_on_cluster(
+        started.address,
+        tiny_model,
+        tmp_path,
+        trials=1,
+        evals_per_epoch=1,
+        cpus_per_worker=1,
+        workers=2,
+        launcher="ray_train",
+        placement_strategy="spread",
+        resources_per_worker={"CPU": 0.5},
+    )
     assert list(trials.state) == ["completed"]
     spanned = trials.node[0].split(",")
     print("the DDP trial's workers ran on nodes:", spanned)
@@ -101,8 +118,13 @@ def test_a_ddp_trial_spreads_its_workers_over_both_nodes(
 
 def test_a_submitted_sweep_finishes_as_a_ray_job(cluster, tiny_model: str, tmp_path: Path) -> None:
     started, _ = cluster
-    result = hpo("submit", str(sweep_file(tiny_model, tmp_path)), "--address", started.dashboard,
-                 "--no-serve")
+    result = hpo(
+        "submit",
+        str(sweep_file(tiny_model, tmp_path)),
+        "--address",
+        started.dashboard,
+        "--no-serve",
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     job_id = output.split("submitted job ", 1)[1].split()[0]

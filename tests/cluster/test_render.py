@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster.render import SHARED, ClusterShape, render
-from search.sweep import load_sweep
+from hpo.cluster.render import SHARED, ClusterShape, render
+from hpo.search.sweepfile import load_sweep
 from tests.conftest import REPO
 
 SWEEP = REPO / "examples" / "sst2.yaml"
@@ -30,14 +30,18 @@ def kuberay_documents(sweep, **shape) -> dict[str, dict]:
 
 
 def test_kuberay_manifests_have_what_kuberay_requires(sweep) -> None:
-    documents = kuberay_documents(sweep, image="registry.example/hpo:1", gpus_per_node=4,
-                                  max_nodes=16)
+    documents = kuberay_documents(
+        sweep, image="registry.example/hpo:1", gpus_per_node=4, max_nodes=16
+    )
     assert set(documents) == {"ConfigMap", "RayCluster", "RayJob", "RayService"}
     for kind in ("RayCluster", "RayJob", "RayService"):
         assert documents[kind]["apiVersion"] == "ray.io/v1"
         assert documents[kind]["metadata"]["name"].startswith("hpo-sst2")
-    specs = [documents["RayCluster"]["spec"], documents["RayJob"]["spec"]["rayClusterSpec"],
-             documents["RayService"]["spec"]["rayClusterConfig"]]
+    specs = [
+        documents["RayCluster"]["spec"],
+        documents["RayJob"]["spec"]["rayClusterSpec"],
+        documents["RayService"]["spec"]["rayClusterConfig"],
+    ]
     for spec in specs:
         head = spec["headGroupSpec"]
         assert head["rayStartParams"]["num-cpus"] == "0"  # the head runs drivers, not trials
@@ -62,7 +66,9 @@ def test_the_rayjob_runs_the_sweep_file_from_its_configmap(sweep) -> None:
     assert shipped["data"]["train"][0] == f"{SHARED}/data/sst2/train.csv"
     assert shipped["storage"] == f"{SHARED}/runs"  # ./runs moves to the shared file system
     assert shipped["search"] == yaml.safe_load(Path(SWEEP).read_text())["search"] | {
-        "time_budget_s": None, "n_startup_trials": None}
+        "time_budget_s": None,
+        "n_startup_trials": None,
+    }
 
 
 def test_the_rayservice_imports_a_builder_that_exists(sweep) -> None:
@@ -95,15 +101,31 @@ def test_hpo_cluster_render_writes_a_file(tmp_path: Path) -> None:
 
     out = tmp_path / "cluster.yaml"
     result = subprocess.run(
-        [sys.executable, "-m", "search.cli", "cluster", "render", str(SWEEP), "--target", "gcp",
-         "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        [
+            sys.executable,
+            "-m",
+            "hpo.cli",
+            "cluster",
+            "render",
+            str(SWEEP),
+            "--target",
+            "gcp",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(out.read_text())["provider"]["type"] == "gcp"
     bad = subprocess.run(
-        [sys.executable, "-m", "search.cli", "cluster", "render", str(SWEEP), "--target", "azure"],
-        cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        [sys.executable, "-m", "hpo.cli", "cluster", "render", str(SWEEP), "--target", "azure"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert bad.returncode == 2 and "choose one of kuberay, aws, gcp" in bad.stderr
 
@@ -114,3 +136,13 @@ def test_every_yaml_file_in_cluster_parses() -> None:
     for path in files:
         for document in yaml.safe_load_all(path.read_text()):
             assert document["apiVersion"] and document["kind"], path
+
+
+def test_the_image_copies_every_folder_of_the_package() -> None:
+    """The Dockerfile copies each folder that pyproject.toml maps to a part of `hpo`."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    folders = set(project["tool"]["setuptools"]["package-dir"].values())
+    dockerfile = (REPO / "cluster" / "Dockerfile").read_text().splitlines()
+    copied = {line.split()[2] for line in dockerfile if line.startswith("COPY --chown")}
+    assert folders <= copied

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from pydantic import TypeAdapter
 from ray.tune.schedulers import (
     ASHAScheduler,
     FIFOScheduler,
     HyperBandScheduler,
     MedianStoppingRule,
 )
-from pydantic import TypeAdapter
 
-from search.schedulers import SCHEDULER_NAMES, Budget, SchedulerConfig
+from hpo.search.schedulers import SCHEDULERS, Budget, SchedulerConfig
 
 BUDGET = Budget(evals_per_epoch=2, num_trials=8)
 
@@ -20,7 +20,7 @@ def build(**section):
 
 
 def test_every_name_builds() -> None:
-    built = {name: type(build(name=name, max_epochs=2)) for name in SCHEDULER_NAMES}
+    built = {name: type(build(name=name, max_epochs=2)) for name in SCHEDULERS}
     assert built["fifo"] is FIFOScheduler
     assert built["asha"] is ASHAScheduler
     assert built["hyperband"] is HyperBandScheduler

@@ -8,8 +8,8 @@ import pytest
 from ray import tune
 from ray.tune.search.sample import Categorical, Float, Integer
 
-from search.algorithms import ALGORITHMS, SearchSettings
-from search.space import Dimension, parse_dimension, to_tune_space
+from hpo.search.algorithms import ALGORITHMS, SearchSettings
+from hpo.search.space import Dimension, parse_dimension, to_tune_space
 
 SPACE = {
     "learning_rate": parse_dimension({"loguniform": [1e-5, 3e-4]}),
@@ -50,8 +50,10 @@ def test_translation_to_tune_domains() -> None:
 
 def test_grid_algorithm_runs_choices_as_grids() -> None:
     space = to_tune_space(
-        {"batch_size": parse_dimension({"choice": [16, 32]}),
-         "learning_rate": parse_dimension({"grid": [1e-4, 2e-4]})},
+        {
+            "batch_size": parse_dimension({"choice": [16, 32]}),
+            "learning_rate": parse_dimension({"grid": [1e-4, 2e-4]}),
+        },
         grid_choices=True,
     )
     assert space == {
@@ -65,7 +67,7 @@ def test_every_searcher_samples_the_translated_space(name: str) -> None:
     """Each searcher converts the Tune space itself and suggests valid configurations (Tune
     adds the constants to what they suggest)."""
     algorithm = ALGORITHMS[name]
-    searcher = algorithm.build(SearchSettings(seed=0, num_samples=4, n_startup_trials=2, max_concurrent=1))
+    searcher = algorithm.build(SearchSettings(seed=0, n_startup_trials=2, max_concurrent=1))
     space = to_tune_space(SPACE, grid_choices=algorithm.choices_as_grid)
     if name == "random":
         from ray.tune.search import BasicVariantGenerator

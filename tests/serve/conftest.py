@@ -7,25 +7,40 @@ from typing import Any
 
 import pytest
 
-from search.runner import run_sweep
-from search.storage import StorageDir
-from search.sweep import parse_sweep
-from serve import deploy
+from hpo.cli.serving import deploy_run
+from hpo.core.storage import StorageDir
+from hpo.search.runner import run_sweep
+from hpo.search.sweepfile import parse_sweep
 from tests.helpers import tiny_sweep
 
 
 def serving_sweep(tiny_model: str, storage: Path, port: int, search_seed: int = 0):
-    return parse_sweep(tiny_sweep(
-        tiny_model, storage, name="served", metric="accuracy",
-        data={"train": "${HPO_DATA}/sst2/train.csv",
-              "validation": "${HPO_DATA}/sst2/validation.csv",
-              "test": "${HPO_DATA}/sst2/test.csv", "text": "sentence",
-              "label_names": ["negative", "positive"], "max_train_samples": 128,
-              "max_eval_samples": 64},
-        search={"algorithm": "random", "num_samples": 1, "seed": search_seed},
-        serve={"port": port, "max_batch": 8, "max_text_chars": 2000, "max_batch_size": 16,
-               "batch_wait_timeout_s": 0.05, "explain_steps": 8},
-    ))
+    return parse_sweep(
+        tiny_sweep(
+            tiny_model,
+            storage,
+            name="served",
+            metric="accuracy",
+            data={
+                "train": "${HPO_DATA}/sst2/train.csv",
+                "validation": "${HPO_DATA}/sst2/validation.csv",
+                "test": "${HPO_DATA}/sst2/test.csv",
+                "text": "sentence",
+                "label_names": ["negative", "positive"],
+                "max_train_samples": 128,
+                "max_eval_samples": 64,
+            },
+            search={"algorithm": "random", "num_samples": 1, "seed": search_seed},
+            serve={
+                "port": port,
+                "max_inputs_per_request": 8,
+                "max_text_chars": 2000,
+                "max_batch_size": 16,
+                "batch_wait_timeout_s": 0.05,
+                "explain_steps": 8,
+            },
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +49,12 @@ def service(
 ) -> dict[str, Any]:
     storage = tmp_path_factory.mktemp("serving")
     summary = run_sweep(serving_sweep(tiny_model, storage, serve_port))
-    deployment = deploy.deploy_run(StorageDir.at(summary["run_dir"]))
+    deployment = deploy_run(StorageDir.at(summary["run_dir"]))
     key = deployment.key_file.read_text().strip()
-    return {"url": deployment.url, "key": key, "summary": summary, "deployment": deployment,
-            "storage": storage}
-
-
+    return {
+        "url": deployment.url,
+        "key": key,
+        "summary": summary,
+        "deployment": deployment,
+        "storage": storage,
+    }

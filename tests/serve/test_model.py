@@ -1,14 +1,10 @@
-"""The served classifier without Ray: predictions, pairs, truncation, explanations, the gate."""
+"""The served classifier without Ray: predictions, pairs, truncation, explanations."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from search.storage import StorageDir
-from serve import gate
-from serve.model import TextClassifier
+from hpo.serve.model import TextClassifier
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +26,7 @@ def test_predictions_are_distributions_over_the_labels(classifier: TextClassifie
 def test_batch_equals_one_by_one(classifier: TextClassifier) -> None:
     texts = ["short", "a somewhat longer sentence about a film", "ok"]
     together = classifier.predict(texts)
-    for text, batched in zip(texts, together):
+    for text, batched in zip(texts, together, strict=True):
         alone = classifier.predict([text])[0]
         assert alone.score == pytest.approx(batched.score, abs=1e-5)
 
@@ -54,32 +50,3 @@ def test_explanation_scores_every_word_token(classifier: TextClassifier) -> None
     assert explanation.prediction.label in classifier.labels
     # integrated gradients: attributions sum to f(x) - f(baseline), up to the delta
     assert explanation.convergence_delta < 0.05
-
-
-def test_gate_judges_against_the_live_model() -> None:
-    live = {"test_metric": 0.85}
-    assert gate.judge(0.84, None, mode="max", tolerance=0.0)[0]
-    assert not gate.judge(0.84, live, mode="max", tolerance=0.0)[0]
-    assert gate.judge(0.84, live, mode="max", tolerance=0.02)[0]
-    assert gate.judge(0.86, live, mode="max", tolerance=0.0)[0]
-    assert not gate.judge(0.40, {"test_metric": 0.35}, mode="min", tolerance=0.01)[0]
-    promote, reason, _ = gate.judge(None, live, mode="max", tolerance=0.0)
-    assert promote and "no test split" in reason
-
-
-def test_ledger_replays_promotions_and_rollbacks(tmp_path: Path) -> None:
-    def record(decision: str, trial: str, name: str = "s") -> gate.Decision:
-        return gate.Decision(
-            name=name, decision=decision, reason="", metric="accuracy", mode="max",
-            run_dir="r", trial_id=trial, checkpoint=f"/c/{trial}", checkpoint_sha256="x",
-            validation_metric=0.8, test_metric=0.8,
-        )
-
-    storage = StorageDir.at(tmp_path)
-    for decision in [record("promoted", "a"), record("rejected", "b"), record("promoted", "c"),
-                     record("promoted", "z", name="other"), record("promoted", "d"),
-                     record("rollback", "d")]:
-        gate.append(storage, decision)
-    assert [r["trial_id"] for r in gate.promoted_stack(storage, "s")] == ["a", "c"]
-    assert [r["trial_id"] for r in gate.promoted_stack(storage, "other")] == ["z"]
-    assert len(gate.read_ledger(storage)) == 6

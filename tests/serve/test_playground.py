@@ -25,7 +25,8 @@ def test_playground_predicts_and_highlights_tokens(service) -> None:
         tokens = page.eval_on_selector_all("#tokens .tok", "els => els.map(e => e.textContent)")
         assert tokens == ["a", "gorgeous", "witty", "film"]
         colours = page.eval_on_selector_all(
-            "#tokens .tok", "els => els.map(e => getComputedStyle(e).backgroundColor)")
+            "#tokens .tok", "els => els.map(e => getComputedStyle(e).backgroundColor)"
+        )
         assert any(colour != "rgba(0, 0, 0, 0)" for colour in colours)
         (REPO / "docs").mkdir(exist_ok=True)
         page.screenshot(path=str(REPO / "docs" / "playground-test.png"), full_page=True)

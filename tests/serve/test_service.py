@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import requests
 
-from search.runner import run_sweep
-from search.storage import StorageDir
-from serve import deploy
+from hpo.cli.serving import deploy_run
+from hpo.core.storage import StorageDir
+from hpo.search.runner import run_sweep
+from hpo.serve import deploy, measure
 from tests.serve.conftest import serving_sweep
 
 pytestmark = pytest.mark.usefixtures("ray_session", "data_dir")
@@ -72,8 +73,9 @@ def test_explain_returns_token_attributions(service) -> None:
 
 
 def test_info_describes_the_live_model(service) -> None:
-    info = requests.get(service["url"] + "/info", timeout=10,
-                        headers={"X-API-Key": service["key"]}).json()
+    info = requests.get(
+        service["url"] + "/info", timeout=10, headers={"X-API-Key": service["key"]}
+    ).json()
     best = service["summary"]["best"]
     assert info["trial_id"] == best["trial_id"] and info["config"] == best["config"]
     assert info["validation_metric"] == best["metric"]
@@ -89,8 +91,9 @@ def test_keys_are_required(service, path: str, key: str | None) -> None:
     if path == "/info":
         answer = requests.get(service["url"] + path, headers=headers, timeout=10)
     else:
-        answer = requests.post(service["url"] + path, json={"text": "x"}, headers=headers,
-                               timeout=10)
+        answer = requests.post(
+            service["url"] + path, json={"text": "x"}, headers=headers, timeout=10
+        )
     assert answer.status_code == 401
     assert "API key" in answer.json()["error"]
 
@@ -133,15 +136,24 @@ def test_concurrent_requests_share_forward_passes(service) -> None:
 
     with ThreadPoolExecutor(32) as pool:
         assert set(pool.map(one, range(96))) == {200}
-    batching = requests.get(service["url"] + "/info", timeout=10,
-                            headers={"X-API-Key": service["key"]}).json()["batching"]
+    batching = requests.get(
+        service["url"] + "/info", timeout=10, headers={"X-API-Key": service["key"]}
+    ).json()["batching"]
     assert batching["largest"] > 1
     assert batching["batches"] < batching["texts"]
 
 
 def test_500_mixed_requests_never_get_a_5xx(service) -> None:
-    bodies: list[Any] = [{"text": "fine"}, {"texts": ["a", "b"]}, "{bad json", {"text": ""},
-                         {"texts": ["x"] * 20}, {"text": 3}, {"pairs": [["a"]]}, {"nope": 1}]
+    bodies: list[Any] = [
+        {"text": "fine"},
+        {"texts": ["a", "b"]},
+        "{bad json",
+        {"text": ""},
+        {"texts": ["x"] * 20},
+        {"text": 3},
+        {"pairs": [["a"]]},
+        {"nope": 1},
+    ]
 
     def one(i: int) -> int:
         body = bodies[i % len(bodies)]
@@ -166,13 +178,14 @@ def test_gate_rejects_worse_promotes_better_and_rolls_back(
     first_trial = service["deployment"].live["trial_id"]
 
     def info() -> dict:
-        return requests.get(service["url"] + "/info", timeout=10,
-                            headers={"X-API-Key": service["key"]}).json()
+        return requests.get(
+            service["url"] + "/info", timeout=10, headers={"X-API-Key": service["key"]}
+        ).json()
 
     def deploy_with(test_value: float, search_seed: int):
         summary = run_sweep(serving_sweep(tiny_model, storage, serve_port, search_seed))
-        monkeypatch.setattr(deploy, "test_metric", lambda sweep, checkpoint: test_value)
-        return deploy.deploy_run(StorageDir.at(summary["run_dir"])), summary
+        monkeypatch.setattr(deploy, "metric_on_test_split", lambda *args: test_value)
+        return deploy_run(StorageDir.at(summary["run_dir"])), summary
 
     worse, _ = deploy_with(live_metric - 0.2, search_seed=1)
     assert worse.decision.decision == "rejected"
@@ -183,39 +196,40 @@ def test_gate_rejects_worse_promotes_better_and_rolls_back(
     assert better.decision.decision == "promoted"
     assert info()["trial_id"] == better_summary["best"]["trial_id"]
 
-    settings = serving_sweep(tiny_model, storage, serve_port).serve
-    rolled = deploy.rollback(StorageDir.at(storage), "served", settings)
+    rolled = deploy.rollback(StorageDir.at(storage), "served")
     assert rolled.decision.decision == "rollback"
     assert info()["trial_id"] == first_trial
 
-    again = deploy.deploy_run(StorageDir.at(service["summary"]["run_dir"]))  # the live model itself
+    again = deploy_run(StorageDir.at(service["summary"]["run_dir"]))  # the live model itself
     assert again.decision.decision == "unchanged"
-    decisions = [json.loads(line)["decision"]
-                 for line in (storage / "promotions.jsonl").read_text().splitlines()]
+    decisions = [
+        json.loads(line)["decision"]
+        for line in (storage / "promotions.jsonl").read_text().splitlines()
+    ]
     assert decisions == ["promoted", "rejected", "promoted", "rollback", "unchanged"]
 
 
-def test_test_metric_matches_a_manual_evaluation(
-    service, tiny_model: str, serve_port: int
-) -> None:
-    from serve.model import TextClassifier
-    from trainables.data import load_test_split
+def test_test_metric_matches_a_manual_evaluation(service, tiny_model: str, serve_port: int) -> None:
+    from hpo.serve.model import TextClassifier
+    from hpo.trainables.data import load_test_split
 
     sweep = serving_sweep(tiny_model, service["storage"], serve_port)
     checkpoint = service["summary"]["best"]["checkpoint"]
-    value = deploy.test_metric(sweep, checkpoint)
+    value = measure.metric_on_test_split(checkpoint, sweep.data, sweep.metric)
     classifier = TextClassifier(checkpoint)
     examples = load_test_split(sweep.data, classifier.labels)
     predicted = [classifier.labels.index(p.label) for p in classifier.predict(examples.texts)]
-    manual = sum(int(p == y) for p, y in zip(predicted, examples.labels)) / len(predicted)
+    manual = sum(int(p == y) for p, y in zip(predicted, examples.labels, strict=True)) / len(
+        predicted
+    )
     assert value == pytest.approx(manual)
 
 
 def test_the_rayservice_builder_builds_the_live_model(service) -> None:
-    """`serve.deploy:service_app` is what the rendered RayService imports."""
+    """`hpo.serve.deploy:service_app` is what the rendered RayService imports."""
     from ray.serve import Application
 
-    from trainables.errors import UserError
+    from hpo.core.errors import UserError
 
     application = deploy.service_app({"storage": str(service["storage"]), "name": "served"})
     assert isinstance(application, Application)

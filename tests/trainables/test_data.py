@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from trainables.config import DataConfig
-from trainables.data import choose_source, load_splits, parse_hub_source
-from trainables.errors import UserError
+from hpo.core.errors import UserError
+from hpo.trainables.config import DataConfig
+from hpo.trainables.data import choose_source, load_splits, parse_hub_source
 
 ROWS = pd.DataFrame(
     {
@@ -73,16 +73,20 @@ def test_subsamples_are_seeded(tmp_path: Path) -> None:
 
 def test_errors_name_the_key(tmp_path: Path) -> None:
     path = write(ROWS, tmp_path / "d.csv")
-    with pytest.raises(UserError, match=r"data.text: column 'sentence' is not in data.train "
-                       r"\(its columns: text, other, label, topic\)"):
+    with pytest.raises(
+        UserError,
+        match=r"data.text: column 'sentence' is not in data.train "
+        r"\(its columns: text, other, label, topic\)",
+    ):
         load_splits(DataConfig(train=path, validation=path, text="sentence"))
     with pytest.raises(UserError, match="data.train: no such file"):
         load_splits(DataConfig(train=str(tmp_path / "missing.csv"), validation=path))
     with pytest.raises(UserError, match="unknown file type .xlsx"):
         (tmp_path / "d.xlsx").write_text("x")
         load_splits(DataConfig(train=str(tmp_path / "d.xlsx"), validation=path))
-    unseen = write(ROWS.assign(topic=["LOC", "XXX", "LOC", "NUM", "HUM", "LOC"]),
-                   tmp_path / "v.csv")
+    unseen = write(
+        ROWS.assign(topic=["LOC", "XXX", "LOC", "NUM", "HUM", "LOC"]), tmp_path / "v.csv"
+    )
     with pytest.raises(UserError, match=r"data.validation: labels \['XXX'\] do not occur"):
         load_splits(DataConfig(train=path, validation=unseen, label="topic"))
     negative = write(ROWS.assign(label=[1, 0, -1, 1, 1, 0]), tmp_path / "n.csv")
@@ -128,14 +132,22 @@ def test_unreachable_hub_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_shared_datasets(data_dir: Path) -> None:
     """The three shared datasets: pairs (MRPC) and six string-labelled classes (TREC)."""
-    mrpc = load_splits(DataConfig(
-        train=f"{data_dir}/mrpc/train.csv", validation=f"{data_dir}/mrpc/validation.csv",
-        text="sentence1", text_pair="sentence2", max_train_samples=50,
-    ))
+    mrpc = load_splits(
+        DataConfig(
+            train=f"{data_dir}/mrpc/train.csv",
+            validation=f"{data_dir}/mrpc/validation.csv",
+            text="sentence1",
+            text_pair="sentence2",
+            max_train_samples=50,
+        )
+    )
     assert mrpc.train.pairs is not None and len(mrpc.train) == 50
-    trec = load_splits(DataConfig(
-        train=f"{data_dir}/trec/train.csv", validation=f"{data_dir}/trec/validation.csv",
-        label="coarse_label",
-    ))
+    trec = load_splits(
+        DataConfig(
+            train=f"{data_dir}/trec/train.csv",
+            validation=f"{data_dir}/trec/validation.csv",
+            label="coarse_label",
+        )
+    )
     assert trec.labels.names == ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
     assert set(trec.validation.labels.tolist()) <= set(range(6))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainables.data import Examples, Labels, Splits
-from trainables.encoding import EncodedSplit, collate, encode, epoch_batches
+from hpo.trainables.data import Examples, Labels, Splits
+from hpo.trainables.encoding import EncodedSplit, collate, encode, epoch_batches
 
 
 def test_epoch_batches_cover_every_example_once() -> None:
@@ -16,9 +16,13 @@ def test_epoch_batches_cover_every_example_once() -> None:
         assert sorted(seen.tolist()) == list(range(1000))
         assert [len(b) for b in batches].count(32) == 31
         again = epoch_batches(lengths, 32, seed=3, group_by_length=grouped)
-        assert all((a == b).all() for a, b in zip(batches, again))  # the same on every worker
+        assert all(
+            (a == b).all() for a, b in zip(batches, again, strict=True)
+        )  # the same on every worker
         other_epoch = epoch_batches(lengths, 32, seed=4, group_by_length=grouped)
-        assert any((a != b).any() for a, b in zip(batches, other_epoch) if len(a) == len(b))
+        assert any(
+            (a != b).any() for a, b in zip(batches, other_epoch, strict=True) if len(a) == len(b)
+        )
 
 
 def test_grouping_by_length_cuts_padding() -> None:

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from trainables.config import DataConfig, Hyperparameters, TrainConfig
-from trainables.data import load_splits
-from trainables.encoding import EncodedData, encode
-from trainables.job import TrainJob
-from trainables.loop import StepPlan, train_model
+from hpo.trainables.config import DataConfig, Hyperparameters, TrainConfig
+from hpo.trainables.data import load_splits
+from hpo.trainables.encoding import EncodedData, encode
+from hpo.trainables.job import TrainJob
+from hpo.trainables.loop import StepPlan, train_model
 
 
 class RecordingSession:
@@ -46,19 +46,31 @@ class RecordingSession:
 def sst2_slice(tiny_model: str, data_dir: Path) -> EncodedData:
     from transformers import AutoTokenizer
 
-    splits = load_splits(DataConfig(
-        train=f"{data_dir}/sst2/train.csv", validation=f"{data_dir}/sst2/validation.csv",
-        text="sentence", label_names=["negative", "positive"],
-        max_train_samples=160, max_eval_samples=48,
-    ))
+    splits = load_splits(
+        DataConfig(
+            train=f"{data_dir}/sst2/train.csv",
+            validation=f"{data_dir}/sst2/validation.csv",
+            text="sentence",
+            label_names=["negative", "positive"],
+            max_train_samples=160,
+            max_eval_samples=48,
+        )
+    )
     return encode(splits, AutoTokenizer.from_pretrained(tiny_model), max_length=64)
 
 
 def job_for(tiny_model: str, max_epochs: float = 2, evals_per_epoch: int = 2) -> TrainJob:
     return TrainJob(
-        model_source=tiny_model, metric="accuracy", mode="max", max_epochs=max_epochs,
-        train=TrainConfig(evals_per_epoch=evals_per_epoch), threads=1, use_gpu=False,
-        launcher="in_trial", run_dir="/unused",
+        model_source=tiny_model,
+        offline=True,
+        metric="accuracy",
+        mode="max",
+        max_epochs=max_epochs,
+        train=TrainConfig(evals_per_epoch=evals_per_epoch),
+        threads=1,
+        use_gpu=False,
+        launcher="in_trial",
+        run_dir="/unused",
     )
 
 
@@ -82,8 +94,16 @@ def test_reports_and_pipeline_ready_checkpoints(
     assert [r["samples"] for r in session.reports] == [80, 160, 240, 320]
     assert [r["step"] for r in session.reports] == [5, 10, 15, 20]
     for report in session.reports:
-        assert {"accuracy", "f1", "f1_macro", "mcc", "loss", "train_loss", "learning_rate",
-                "train_samples_per_s"} <= set(report)
+        assert {
+            "accuracy",
+            "f1",
+            "f1_macro",
+            "mcc",
+            "loss",
+            "train_loss",
+            "learning_rate",
+            "train_samples_per_s",
+        } <= set(report)
         assert 0 <= report["accuracy"] <= 1 and report["loss"] > 0
     assert session.reports[-1]["learning_rate"] == 0.0  # linear decay to zero
 
@@ -109,7 +129,7 @@ def test_resume_continues_epochs_and_optimizer_state(
 
     assert [r["epoch"] for r in resumed.reports] == [1.5, 2.0]  # continues, does not restart
     assert [r["step"] for r in resumed.reports] == [15, 20]
-    for a, b in zip(straight.reports[2:], resumed.reports):
+    for a, b in zip(straight.reports[2:], resumed.reports, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
         assert a["learning_rate"] == pytest.approx(b["learning_rate"])
@@ -133,7 +153,8 @@ def test_resuming_a_finished_trial_reports_its_last_result_again(
     assert again.reports == finished.reports
     weights = "model.safetensors"
     assert (Path(again.checkpoints[0]) / weights).read_bytes() == (
-        Path(finished.checkpoints[0]) / weights).read_bytes()
+        Path(finished.checkpoints[0]) / weights
+    ).read_bytes()
 
 
 def test_string_labels_reach_the_checkpoint_config(
@@ -141,10 +162,15 @@ def test_string_labels_reach_the_checkpoint_config(
 ) -> None:
     from transformers import AutoConfig, AutoTokenizer
 
-    splits = load_splits(DataConfig(
-        train=f"{data_dir}/trec/train.csv", validation=f"{data_dir}/trec/validation.csv",
-        label="coarse_label", max_train_samples=64, max_eval_samples=32,
-    ))
+    splits = load_splits(
+        DataConfig(
+            train=f"{data_dir}/trec/train.csv",
+            validation=f"{data_dir}/trec/validation.csv",
+            label="coarse_label",
+            max_train_samples=64,
+            max_eval_samples=32,
+        )
+    )
     data = encode(splits, AutoTokenizer.from_pretrained(tiny_model), max_length=32)
     session = RecordingSession(tmp_path)
     train_model(Hyperparameters(batch_size=32), job_for(tiny_model, 1, 1), data, session)

@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from search.results import TRIALS
-from search.runner import run_sweep
-from search.sweep import parse_sweep
+from hpo.core.rundir import TRIALS
+from hpo.search.runner import run_sweep
+from hpo.search.sweepfile import parse_sweep
 from tests.helpers import tiny_sweep
 
 pytestmark = pytest.mark.usefixtures("ray_session", "data_dir")
@@ -42,9 +42,15 @@ def test_every_algorithm_finishes_a_sweep(algorithm: str, tiny_model: str, tmp_p
     if algorithm == "grid":
         space = {"learning_rate": {"grid": [1e-4, 1e-3]}, "batch_size": {"choice": [16, 32]}}
     sweep = sweep_of(
-        tiny_model, tmp_path, space=space,
-        search={"algorithm": algorithm, "num_samples": 1 if algorithm == "grid" else 3,
-                "max_concurrent": 2, "n_startup_trials": 2},
+        tiny_model,
+        tmp_path,
+        space=space,
+        search={
+            "algorithm": algorithm,
+            "num_samples": 1 if algorithm == "grid" else 3,
+            "max_concurrent": 2,
+            "n_startup_trials": 2,
+        },
     )
     summary = run_sweep(sweep)
 
@@ -53,36 +59,47 @@ def test_every_algorithm_finishes_a_sweep(algorithm: str, tiny_model: str, tmp_p
     assert set(table.state) == {"completed"}
     assert (table.reports == 2).all()
     if algorithm == "grid":
-        assert sorted(zip(table["config.learning_rate"], table["config.batch_size"])) == [
-            (1e-4, 16), (1e-4, 32), (1e-3, 16), (1e-3, 32)]
+        assert sorted(
+            zip(table["config.learning_rate"], table["config.batch_size"], strict=True)
+        ) == [
+            (1e-4, 16),
+            (1e-4, 32),
+            (1e-3, 16),
+            (1e-3, 32),
+        ]
     best = summary["best"]
     assert best["metric"] == table["best_loss"].min()
     assert Path(best["checkpoint"], "model.safetensors").is_file()
     assert summary["algorithm"] == algorithm and summary["num_trials"] == len(table)
 
 
-def scheduler_sweep(tiny_model: str, tmp_path: Path, scheduler: dict, *, trials: int,
-                    concurrent: int, space: dict | None = None):
-    return sweep_of(
-        tiny_model, tmp_path, scheduler=scheduler,
-        search={"algorithm": "random", "num_samples": trials, "max_concurrent": concurrent},
-        space=space or {"learning_rate": {"loguniform": [1e-6, 5e-3]}},
+def run_scheduled(
+    tiny_model: str, tmp_path: Path, scheduler: dict, *, trials: int, concurrent: int, **space: Any
+) -> dict[str, Any]:
+    """Runs `trials` random trials (of `space`, default a learning-rate range) under a
+    scheduler; returns the summary."""
+    return run_sweep(
+        sweep_of(
+            tiny_model,
+            tmp_path,
+            scheduler=scheduler,
+            search={"algorithm": "random", "num_samples": trials, "max_concurrent": concurrent},
+            space=space or {"learning_rate": {"loguniform": [1e-6, 5e-3]}},
+        )
     )
 
 
 def test_fifo_runs_every_trial_to_the_end(tiny_model: str, tmp_path: Path) -> None:
-    summary = run_sweep(scheduler_sweep(
-        tiny_model, tmp_path, {"name": "fifo", "max_epochs": 1.5}, trials=2, concurrent=2))
+    fifo = {"name": "fifo", "max_epochs": 1.5}
+    summary = run_scheduled(tiny_model, tmp_path, fifo, trials=2, concurrent=2)
     table = trials_table(summary)
     assert set(table.state) == {"completed"} and (table.reports == 3).all()
     assert (table.epochs == 1.5).all()
 
 
 def test_asha_stops_trials_at_rungs(tiny_model: str, tmp_path: Path) -> None:
-    summary = run_sweep(scheduler_sweep(
-        tiny_model, tmp_path,
-        {"name": "asha", "max_epochs": 2, "grace_period": 0.5, "reduction_factor": 2},
-        trials=6, concurrent=2))
+    asha = {"name": "asha", "max_epochs": 2, "grace_period": 0.5, "reduction_factor": 2}
+    summary = run_scheduled(tiny_model, tmp_path, asha, trials=6, concurrent=2)
     table = trials_table(summary)
     stopped = table[table.state == "stopped_early"]
     assert len(stopped) >= 1 and (table.state == "completed").sum() >= 1
@@ -92,11 +109,10 @@ def test_asha_stops_trials_at_rungs(tiny_model: str, tmp_path: Path) -> None:
 def test_successive_halving_pauses_promotes_and_resumes(tiny_model: str, tmp_path: Path) -> None:
     """Synchronous halving of 4 trials: rungs at 1, 2, 4 reports keep 2, then 1. Trials that
     reach a rung first are paused and, when promoted, resume from their checkpoint."""
-    summary = run_sweep(scheduler_sweep(
-        tiny_model, tmp_path,
-        {"name": "successive_halving", "max_epochs": 2, "grace_period": 0.5,
-         "reduction_factor": 2},
-        trials=4, concurrent=4))
+    halving = {"name": "successive_halving", "max_epochs": 2, "grace_period": 0.5}
+    summary = run_scheduled(
+        tiny_model, tmp_path, {**halving, "reduction_factor": 2}, trials=4, concurrent=4
+    )
     table = trials_table(summary)
     assert sorted(table.reports) == [1, 1, 2, 4]
     assert sorted(table.state) == ["completed", "stopped_early", "stopped_early", "stopped_early"]
@@ -104,12 +120,13 @@ def test_successive_halving_pauses_promotes_and_resumes(tiny_model: str, tmp_pat
     losses_at_rung_1 = {trial: reports[0]["loss"] for trial, reports in trial_rows(summary).items()}
     promoted = table[table.reports > 1].trial_id
     assert max(losses_at_rung_1[t] for t in promoted) <= min(
-        losses_at_rung_1[t] for t in table[table.reports == 1].trial_id)
+        losses_at_rung_1[t] for t in table[table.reports == 1].trial_id
+    )
 
     resumed = [
         (reports[0]["step"], previous, row)
         for reports in trial_rows(summary).values()
-        for previous, row in zip(reports, reports[1:])
+        for previous, row in zip(reports, reports[1:], strict=False)
         if row["iterations_since_restore"] < row["training_iteration"]
     ]
     assert resumed, "no promoted trial was paused and resumed"
@@ -121,9 +138,8 @@ def test_successive_halving_pauses_promotes_and_resumes(tiny_model: str, tmp_pat
 def test_hyperband_halves_its_second_bracket(tiny_model: str, tmp_path: Path) -> None:
     """max_t = 2 reports, reduction 2: bracket one runs 2 trials fully, bracket two starts 2
     trials at 1 report and keeps 1."""
-    summary = run_sweep(scheduler_sweep(
-        tiny_model, tmp_path, {"name": "hyperband", "max_epochs": 1, "reduction_factor": 2},
-        trials=4, concurrent=4))
+    hyperband = {"name": "hyperband", "max_epochs": 1, "reduction_factor": 2}
+    summary = run_scheduled(tiny_model, tmp_path, hyperband, trials=4, concurrent=4)
     table = trials_table(summary)
     assert sorted(table.reports) == [1, 2, 2, 2]
 
@@ -133,11 +149,11 @@ def test_median_rule_stops_trials_worse_than_the_median(tiny_model: str, tmp_pat
     the rule stops diverging ones long before their last evaluation. (Which evaluation depends
     on the median of the other trials at that moment, diverging ones included, so a trial whose
     loss dips below that median may survive one more report.)"""
-    space = {"learning_rate": {"grid": [1e-4, 2e-4, 0.3, 0.4, 0.5, 0.6]}}
-    summary = run_sweep(scheduler_sweep(
-        tiny_model, tmp_path,
-        {"name": "median", "max_epochs": 2, "grace_period": 0.5, "min_samples_required": 2},
-        trials=1, concurrent=2, space=space))
+    median = {"name": "median", "max_epochs": 2, "grace_period": 0.5, "min_samples_required": 2}
+    rates = {"grid": [1e-4, 2e-4, 0.3, 0.4, 0.5, 0.6]}
+    summary = run_scheduled(
+        tiny_model, tmp_path, median, trials=1, concurrent=2, learning_rate=rates
+    )
     table = trials_table(summary)
     stopped = table[table.state == "stopped_early"]
     assert len(stopped) >= 2
@@ -151,7 +167,9 @@ def test_two_worker_ddp_trial(tiny_model: str, tmp_path: Path) -> None:
     """train.workers: 2 runs a Ray Train TorchTrainer with DDP over gloo; the checkpoint path
     reaches Tune as a metric and becomes the best checkpoint."""
     sweep = sweep_of(
-        tiny_model, tmp_path, search={"algorithm": "random", "num_samples": 1},
+        tiny_model,
+        tmp_path,
+        search={"algorithm": "random", "num_samples": 1},
         train={"workers": 2, "cpus_per_worker": 1, "evals_per_epoch": 2},
     )
     summary = run_sweep(sweep)
@@ -165,10 +183,18 @@ def test_two_worker_ddp_trial(tiny_model: str, tmp_path: Path) -> None:
 
 def test_sentence_pairs_report_f1(tiny_model: str, tmp_path: Path) -> None:
     sweep = sweep_of(
-        tiny_model, tmp_path, metric="f1",
-        data={"train": "${HPO_DATA}/mrpc/train.csv", "validation": "${HPO_DATA}/mrpc/validation.csv",
-              "text": "sentence1", "text_pair": "sentence2", "max_train_samples": 128,
-              "max_eval_samples": 64, "label_names": ["not_equivalent", "equivalent"]},
+        tiny_model,
+        tmp_path,
+        metric="f1",
+        data={
+            "train": "${HPO_DATA}/mrpc/train.csv",
+            "validation": "${HPO_DATA}/mrpc/validation.csv",
+            "text": "sentence1",
+            "text_pair": "sentence2",
+            "max_train_samples": 128,
+            "max_eval_samples": 64,
+            "label_names": ["not_equivalent", "equivalent"],
+        },
     )
     summary = run_sweep(sweep)
     assert summary["mode"] == "max"
@@ -176,12 +202,21 @@ def test_sentence_pairs_report_f1(tiny_model: str, tmp_path: Path) -> None:
     assert summary["labels"] == ["not_equivalent", "equivalent"]
 
 
-def test_string_labels_and_the_best_checkpoint_in_a_pipeline(tiny_model: str, tmp_path: Path) -> None:
+def test_string_labels_and_the_best_checkpoint_in_a_pipeline(
+    tiny_model: str, tmp_path: Path
+) -> None:
     sweep = sweep_of(
-        tiny_model, tmp_path, metric="accuracy",
-        data={"train": "${HPO_DATA}/trec/train.csv", "validation": "${HPO_DATA}/trec/validation.csv",
-              "text": "text", "label": "coarse_label", "max_train_samples": 256,
-              "max_eval_samples": 64},
+        tiny_model,
+        tmp_path,
+        metric="accuracy",
+        data={
+            "train": "${HPO_DATA}/trec/train.csv",
+            "validation": "${HPO_DATA}/trec/validation.csv",
+            "text": "text",
+            "label": "coarse_label",
+            "max_train_samples": 256,
+            "max_eval_samples": 64,
+        },
     )
     summary = run_sweep(sweep)
     assert summary["labels"] == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]

@@ -10,24 +10,24 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from search.storage import StorageDir, as_location, check_bucket, local_checkpoint, normalize
-from tests.conftest import REPO
+from hpo.core.errors import UserError
+from hpo.core.storage import StorageDir, as_location, check_bucket, local_checkpoint, normalize
 from tests.helpers import (
     bucket_objects,
     free_port,
     local_s3_server,
+    run_hpo,
     s3_filesystem,
+    start_hpo,
     tiny_sweep,
     write_yaml,
 )
-from trainables.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("data_dir")
 
@@ -57,20 +57,12 @@ def read_object(key: str, env: dict[str, str]) -> bytes:
         return handle.read()
 
 
-def hpo_command(*args: str, env: dict[str, str], cache: Path) -> tuple[list[str], dict[str, str]]:
-    return [sys.executable, "-m", "search.cli", *args], {
-        **os.environ, **env, "HPO_CACHE": str(cache), "PYTHONPATH": str(REPO),
-        "PYTHONUNBUFFERED": "1", "COLUMNS": "200",
-    }
-
-
 def hpo(*args: str, env: dict[str, str], cache: Path) -> subprocess.CompletedProcess:
-    command, environment = hpo_command(*args, env=env, cache=cache)
-    return subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True,
-                          timeout=400)
+    return run_hpo(*args, env={**env, "HPO_CACHE": str(cache)})
 
 
 # --- the storage helpers ---------------------------------------------------------------------
+
 
 def test_locations_and_user_errors(tmp_path: Path, s3_env: dict[str, str]) -> None:
     assert normalize("s3://b/runs/") == "s3://b/runs"
@@ -132,6 +124,7 @@ def test_push_uploads_named_files_and_pull_mirrors_the_bucket(
 
 # --- a sweep in the bucket -------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def bucket_run(s3: dict[str, str], tiny_model: str, tmp_path_factory) -> dict:
     """`hpo run` to s3://, Ctrl-C after the first evaluation, then `hpo resume` from another
@@ -139,25 +132,29 @@ def bucket_run(s3: dict[str, str], tiny_model: str, tmp_path_factory) -> dict:
     checkpoints) live in the bucket too and resume from it."""
     folder = tmp_path_factory.mktemp("bucket-run")
     tree = tiny_sweep(
-        tiny_model, f"s3://{BUCKET}/runs",
+        tiny_model,
+        f"s3://{BUCKET}/runs",
         search={"algorithm": "random", "num_samples": 2, "max_concurrent": 1},
         train={"evals_per_epoch": 2, "cpus_per_worker": 1, "launcher": "ray_train"},
         serve={"port": free_port(), "smoke_test": ["a fine film", "a dull film"]},
     )
     sweep = write_yaml(folder / "sweep.yaml", tree)
-    command, environment = hpo_command("run", str(sweep), "--no-serve", env=s3,
-                                       cache=folder / "cache-1")
-    process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = start_hpo(
+        "run", str(sweep), "--no-serve", env={**s3, "HPO_CACHE": str(folder / "cache-1")}
+    )
     for line in process.stdout:  # ConsoleProgress prints a line per evaluation
         if " epoch 0.50 " in line:
             break
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
-    interrupted = {"returncode": process.returncode, "stderr": stderr,
-                   "objects": objects("runs/tiny", s3)}
-    resumed = hpo("resume", f"s3://{BUCKET}/runs/tiny", "--no-serve", env=s3,
-                  cache=folder / "cache-2")
+    interrupted = {
+        "returncode": process.returncode,
+        "stderr": stderr,
+        "objects": objects("runs/tiny", s3),
+    }
+    resumed = hpo(
+        "resume", f"s3://{BUCKET}/runs/tiny", "--no-serve", env=s3, cache=folder / "cache-2"
+    )
     return {"folder": folder, "interrupted": interrupted, "resumed": resumed}
 
 
@@ -188,8 +185,10 @@ def test_resumed_sweep_writes_results_checkpoints_and_logs_to_the_bucket(
     prefix = f"s3://{BUCKET}/runs/tiny/train_runs/"
     best = summary["best"]["checkpoint"]
     assert best.startswith(prefix)
-    assert {f"train_runs/{best[len(prefix):]}/{name}" for name in
-            ("model.safetensors", "config.json", "tokenizer.json")} <= set(keys)
+    assert {
+        f"train_runs/{best[len(prefix) :]}/{name}"
+        for name in ("model.safetensors", "config.json", "tokenizer.json")
+    } <= set(keys)
     assert {"trials.csv", "trials.json", "curve.csv", "sweep.yaml"} <= set(keys)
     # Tune restarts the interrupted trial afresh (it has no Tune checkpoint) and Ray Train
     # resumes its run from the bucket: the trial reports only what was left, the end of its
@@ -223,7 +222,8 @@ def test_hpo_serve_deploys_from_the_bucket(bucket_run: dict, s3: dict[str, str])
     assert len(list((cache / "checkpoints").rglob("model.safetensors"))) == 1
     assert not list(cache.rglob("training_state.pt"))  # serving never needs it
     best = json.loads(read_object("runs/tiny/summary.json", s3))["best"]["checkpoint"]
-    ledger = [json.loads(line) for line in
-              read_object("runs/promotions.jsonl", s3).decode().splitlines()]
+    ledger = [
+        json.loads(line) for line in read_object("runs/promotions.jsonl", s3).decode().splitlines()
+    ]
     assert [(e["decision"], e["checkpoint"]) for e in ledger] == [("promoted", best)]
     assert "api_key" not in objects("runs", s3)  # the key never goes to the bucket

@@ -1,36 +1,63 @@
-"""The `hpo` command line through a subprocess, as users run it: results, exit codes, no
-tracebacks for user errors, and resuming an interrupted sweep."""
+"""The sweep commands of `hpo` through a subprocess, as users run them: results, exit codes, no
+tracebacks for user errors, resuming an interrupted sweep, and fast commands that import
+neither Ray nor torch."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import tiny_sweep, write_yaml
+from tests.helpers import python_output, run_hpo, start_hpo, sweep_tree, tiny_sweep, write_yaml
 
 pytestmark = pytest.mark.usefixtures("data_dir")
 
 
-def hpo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "search.cli", *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200"},
+def test_commands_that_train_nothing_import_neither_ray_nor_torch(tmp_path: Path) -> None:
+    sweep = write_yaml(tmp_path / "s.yaml", sweep_tree())
+    output = python_output(
+        "import sys; from hpo.cli.main import app",
+        f"app(['validate', {str(sweep)!r}], standalone_mode=False)",
+        "app(['schema'], standalone_mode=False)",
+        "heavy = ('ray', 'torch', 'transformers', 'sklearn', 'optuna', 'datasets')",
+        "print('HEAVY', [name for name in heavy if name in sys.modules])",
     )
+    assert "HEAVY []" in output
+
+
+def test_help_lists_the_registries() -> None:
+    from hpo.search.algorithms import ALGORITHMS
+    from hpo.search.schedulers import SCHEDULERS
+
+    text = " ".join(run_hpo("compare", "--help").stdout.split())
+    assert all(name in text for name in [*ALGORITHMS, *SCHEDULERS])
+
+
+def test_a_renamed_key_still_works_with_a_warning(tmp_path: Path) -> None:
+    sweep = write_yaml(tmp_path / "s.yaml", sweep_tree())
+    done = run_hpo("validate", str(sweep), "--set", "serve.max_batch=8")
+    assert done.returncode == 0, done.stderr
+    assert "warning: serve.max_batch is renamed serve.max_inputs_per_request" in done.stderr
+    both = run_hpo(
+        "validate",
+        str(sweep),
+        "--set",
+        "serve.max_batch=8",
+        "--set",
+        "serve.max_inputs_per_request=8",
+    )
+    assert both.returncode == 2 and "give only max_inputs_per_request" in both.stderr
 
 
 def test_validate_and_schema(tiny_model: str, tmp_path: Path) -> None:
     sweep = write_yaml(tmp_path / "s.yaml", tiny_sweep(tiny_model, tmp_path / "runs"))
-    done = hpo("validate", str(sweep), "--set", "search.num_samples=3")
+    done = run_hpo("validate", str(sweep), "--set", "search.num_samples=3")
     assert done.returncode == 0, done.stderr
     assert "3 trials" in done.stdout and "random search" in done.stdout
-    schema = json.loads(hpo("schema").stdout)
+    schema = json.loads(run_hpo("schema").stdout)
     assert "space" in schema["properties"]
 
 
@@ -47,7 +74,7 @@ def test_user_errors_exit_2_without_a_traceback(
     override: str, message: str, tiny_model: str, tmp_path: Path
 ) -> None:
     sweep = write_yaml(tmp_path / "s.yaml", tiny_sweep(tiny_model, tmp_path / "runs"))
-    done = hpo("run", str(sweep), "--set", override, "--no-serve")
+    done = run_hpo("run", str(sweep), "--set", override, "--no-serve")
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
@@ -56,7 +83,7 @@ def test_user_errors_exit_2_without_a_traceback(
 
 def test_run_best_and_status(tiny_model: str, tmp_path: Path) -> None:
     sweep = write_yaml(tmp_path / "s.yaml", tiny_sweep(tiny_model, tmp_path / "runs"))
-    done = hpo("run", str(sweep), "--no-serve")
+    done = run_hpo("run", str(sweep), "--no-serve")
     assert done.returncode == 0, done.stderr
     assert "best loss:" in done.stdout
     run_dir = tmp_path / "runs" / "tiny"
@@ -66,29 +93,27 @@ def test_run_best_and_status(tiny_model: str, tmp_path: Path) -> None:
     assert summary["algorithm"] == "random" and summary["scheduler"] == "fifo"
     assert summary["wall_s"] > 0
 
-    best = json.loads(hpo("best", str(run_dir), "--json").stdout)
+    best = json.loads(run_hpo("best", str(run_dir), "--json").stdout)
     assert best == summary["best"]
-    status = hpo("status", str(run_dir), "--no-watch")
+    status = run_hpo("status", str(run_dir), "--no-watch")
     assert status.returncode == 0
     assert "2/2 trials (2 completed)" in status.stdout and "finished" in status.stdout
 
-    again = hpo("run", str(sweep), "--no-serve")  # the name is taken: a new run dir
+    again = run_hpo("run", str(sweep), "--no-serve")  # the name is taken: a new run dir
     assert again.returncode == 0 and (tmp_path / "runs" / "tiny-2" / "summary.json").is_file()
 
 
 def test_interrupted_sweep_resumes(tiny_model: str, tmp_path: Path) -> None:
     """Ctrl-C after the first report; `hpo resume` runs the remaining trials to the end."""
     tree = tiny_sweep(
-        tiny_model, tmp_path / "runs",
+        tiny_model,
+        tmp_path / "runs",
         search={"algorithm": "random", "num_samples": 3, "max_concurrent": 1},
         scheduler={"name": "fifo", "max_epochs": 2},
     )
     sweep = write_yaml(tmp_path / "s.yaml", tree)
     run_dir = tmp_path / "runs" / "tiny"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "run", str(sweep), "--no-serve"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    process = start_hpo("run", str(sweep), "--no-serve")
     deadline = time.time() + 240
     while time.time() < deadline and not any(
         path.stat().st_size for path in run_dir.glob("*/result.json")
@@ -100,8 +125,16 @@ def test_interrupted_sweep_resumes(tiny_model: str, tmp_path: Path) -> None:
     assert f"hpo resume {run_dir}" in stderr
     assert not (run_dir / "summary.json").exists()
 
-    done = hpo("resume", str(run_dir), "--no-serve")
+    done = run_hpo("resume", str(run_dir), "--no-serve")
     assert done.returncode == 0, done.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["num_trials"] == 3
     assert summary["trial_states"] == {"completed": 3}
+
+
+def test_compare_flags_become_compare_keys_and_bad_ones_are_named(tmp_path: Path) -> None:
+    sweep = write_yaml(tmp_path / "sweep.yaml", tiny_sweep("unused-model", tmp_path / "runs"))
+    done = run_hpo("compare", str(sweep), "--algorithms", "random,sobol", "--budget", "two epochs")
+    assert done.returncode == 2
+    assert "compare.algorithms.1" in done.stderr and "compare.budget" in done.stderr
+    assert "Traceback" not in done.stderr
