@@ -2,6 +2,8 @@
 #   make demo   installs into .venv, runs a real sweep (examples/sst2.yaml), deploys the best
 #               model with Ray Serve and prints its answers to a few reviews
 #   make test   installs the test extras too and runs the whole suite
+# and for contributors, `make lint`: ruff (lint and format) and deptry (declared dependencies);
+# the import layers are checked by the suite (tests/test_layers.py).
 PYTHON ?= python3
 VENV ?= .venv
 # The CPU build by default (pip takes it from this machine's disk); GPU users override it,
@@ -14,7 +16,7 @@ export HPO_DATA
 
 BIN := $(VENV)/bin
 
-.PHONY: install install-test demo test clean
+.PHONY: install install-test demo test lint clean
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
@@ -28,7 +30,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -e ".[test,bench]"
+	$(BIN)/pip install -e ".[test,lint,bench]"
 	touch $@
 
 demo: install
@@ -37,5 +39,10 @@ demo: install
 test: install-test
 	$(BIN)/python -m pytest
 
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/deptry .
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs build .pytest_cache
