@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hpo.core.errors import UserError
+from hpo.core.storage import write_atomically
 
 DEFAULT_STATE = Path("~/.hpo/local-cluster.json")
 OBJECT_STORE_BYTES = 256 * 1024 * 1024  # per node: several nodes share this machine's memory
@@ -42,8 +43,7 @@ class LocalCluster:
     nodes: list[NodeProcess]
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        write_atomically(path, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> LocalCluster | None:
@@ -218,23 +218,32 @@ def cluster_up(
     return cluster
 
 
+def _is_ray_start(pid: int) -> bool:
+    """Whether `pid` is still a `ray start` process: after a reboot or a long time, a pid in the
+    state file may belong to another program, which `down` must not signal."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(w.endswith(b"ray") for w in words[:3]) and b"start" in words
+
+
 def _stop(nodes: list[NodeProcess], timeout_s: float = 30) -> list[str]:
     """SIGTERM to each node's `ray start` (it stops its own Ray processes as it exits), then
-    SIGKILL to the process groups of any that are still there."""
-    stopped = []
-    for node in reversed(nodes):  # workers first, the head last
-        if _alive(node.pid):
-            os.kill(node.pid, signal.SIGTERM)
-            stopped.append(node.name)
+    SIGKILL to the process groups of any that are still there. A pid that is no longer a
+    `ray start` is left alone."""
+    ours = [node for node in nodes if _alive(node.pid) and _is_ray_start(node.pid)]
+    for node in reversed(ours):  # workers first, the head last
+        os.kill(node.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while any(_alive(n.pid) for n in nodes) and time.monotonic() < deadline:
+    while any(_alive(n.pid) for n in ours) and time.monotonic() < deadline:
         time.sleep(0.2)
-    for node in nodes:
+    for node in ours:
         try:
             os.killpg(node.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-    return stopped
+    return [node.name for node in reversed(ours)]
 
 
 def cluster_down(state_file: Path) -> list[str]:

@@ -21,6 +21,7 @@ RAY_VERSION = "2.60.0"
 TARGETS = ("kuberay", "aws", "gcp")
 SHARED = "/mnt/shared"  # where every node mounts the shared storage (NFS, EFS, Filestore)
 PROJECT_DIR = "~/hpo"  # where the cluster launcher copies this checkout on every node
+AUTH_TOKEN = "~/.ray/auth_token"  # Ray's token file: `ray get-auth-token --generate` makes it
 
 
 @dataclass(frozen=True)
@@ -38,18 +39,25 @@ def _sweep_command(sweep_path: str, serve: bool) -> str:
     return f"hpo run {sweep_path} --no-keep-serving" + ("" if serve else " --no-serve")
 
 
-def _container(name: str, image: str, resources: dict[str, Any], ports=()) -> dict[str, Any]:
+def _secret(variable: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def _container(
+    name: str, image: str, resources: dict[str, Any], ports=(), serving: bool = False
+) -> dict[str, Any]:
+    """A Ray pod's container; `serving` pods get the API key from the Secret `hpo-api-key`."""
+    env = [
+        {"name": "RAY_AUTH_MODE", "value": "token"},
+        _secret("RAY_AUTH_TOKEN", "hpo-ray-token", "auth_token"),
+        {"name": "HPO_DATA", "value": f"{SHARED}/data"},
+    ]
+    if serving:
+        env.append(_secret("HPO_API_KEY", "hpo-api-key", "api_key"))
     container: dict[str, Any] = {
         "name": name,
         "image": image,
-        "env": [
-            {"name": "RAY_AUTH_MODE", "value": "token"},
-            {
-                "name": "RAY_AUTH_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": "hpo-ray-token", "key": "auth_token"}},
-            },
-            {"name": "HPO_DATA", "value": f"{SHARED}/data"},
-        ],
+        "env": env,
         "resources": {"limits": resources, "requests": resources},
         "volumeMounts": [
             {"name": "shared", "mountPath": SHARED},
@@ -61,7 +69,7 @@ def _container(name: str, image: str, resources: dict[str, Any], ports=()) -> di
     return container
 
 
-def _ray_cluster_spec(sweep: Sweep, shape: ClusterShape) -> dict[str, Any]:
+def _ray_cluster_spec(sweep: Sweep, shape: ClusterShape, serving: bool = False) -> dict[str, Any]:
     volumes = [
         {"name": "shared", "persistentVolumeClaim": {"claimName": "hpo-shared"}},
         {"name": "sweep", "configMap": {"name": f"hpo-{sweep.name}-sweep"}},
@@ -71,6 +79,7 @@ def _ray_cluster_spec(sweep: Sweep, shape: ClusterShape) -> dict[str, Any]:
         shape.image,
         {"cpu": "4", "memory": "16Gi"},
         ports=(("gcs-server", 6379), ("dashboard", 8265), ("client", 10001), ("serve", 8000)),
+        serving=serving,
     )
     worker_cpus = max(4, 4 * shape.gpus_per_node)
     worker = _container(
@@ -81,6 +90,7 @@ def _ray_cluster_spec(sweep: Sweep, shape: ClusterShape) -> dict[str, Any]:
             "memory": f"{8 * worker_cpus}Gi",
             "nvidia.com/gpu": str(shape.gpus_per_node),
         },
+        serving=serving,
     )
     return {
         "rayVersion": RAY_VERSION,
@@ -150,7 +160,7 @@ def kuberay(sweep: Sweep, sweep_yaml: str, shape: ClusterShape) -> list[dict[str
             "metadata": {"name": f"hpo-{sweep.name}-serve", **metadata},
             "spec": {
                 "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
-                "rayClusterConfig": cluster_spec,
+                "rayClusterConfig": _ray_cluster_spec(sweep, shape, serving=True),
             },
         },
     ]
@@ -186,16 +196,16 @@ def _launcher(
             },
         },
         "head_node_type": "head",
-        "file_mounts": {PROJECT_DIR: "."},  # this checkout, on every node
+        # this checkout, and one Ray auth token for every node (made here beforehand)
+        "file_mounts": {PROJECT_DIR: ".", AUTH_TOKEN: AUTH_TOKEN},
         "rsync_exclude": [".venv", "runs", ".git", "**/__pycache__"],
         "setup_commands": [
             f"pip install -q 'ray[default,tune,train,serve]=={RAY_VERSION}' -e {PROJECT_DIR}",
-            "ray get-auth-token --generate > /dev/null || true",
         ],
         "head_start_ray_commands": [
             "ray stop",
             "ulimit -n 65536; RAY_AUTH_MODE=token ray start --head --port=6379 --num-cpus=0 "
-            "--dashboard-host=0.0.0.0 --autoscaling-config=~/ray_bootstrap_config.yaml",
+            "--dashboard-host=127.0.0.1 --autoscaling-config=~/ray_bootstrap_config.yaml",
         ],
         "worker_start_ray_commands": [
             "ray stop",
@@ -289,7 +299,10 @@ def render(sweep: Sweep, target: str, shape: ClusterShape) -> str:
         return yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False)
     config = aws(sweep, shape) if target == "aws" else gcp(sweep, shape)
     header = (
-        f"# Ray cluster-launcher config for sweep {sweep.name}: `ray up` this file, then\n"
-        f"# `hpo submit SWEEP --address http://HEAD:8265` (e.g. through `ray dashboard`).\n"
+        f"# Ray cluster-launcher config for sweep {sweep.name}. First make the cluster's one Ray\n"
+        f"# auth token here (`ray get-auth-token --generate`; copied to every node from\n"
+        f"# {AUTH_TOKEN}), then `ray up` this file. The dashboard listens on the head's\n"
+        f"# 127.0.0.1 only: `ray dashboard` this file, then\n"
+        f"# `hpo submit SWEEP --address http://127.0.0.1:8265`.\n"
     )
     return header + yaml.dump(config, Dumper=_Dumper, sort_keys=False)

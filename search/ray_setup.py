@@ -3,8 +3,12 @@ cluster; the environment of every trial process; and Tune's known log noise filt
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,20 +77,36 @@ def connect_ray(target: RayTarget, *, num_cpus: int = 0, offline: bool = False) 
     }
     if not target.in_job:
         options["runtime_env"] = {"env_vars": trial_env_vars(offline=offline)}
-    if target.address:
-        try:
-            ray.init(address=target.address, **options)
-        except (ConnectionError, RuntimeError, ValueError) as err:
-            raise UserError(f"--address {target.address}: cannot connect to Ray ({err})") from None
-        return False
-    # address="local": a new embedded Ray, even where `ray start` left a cluster on this machine
-    ray.init(
-        address="local",
-        num_cpus=max(os.cpu_count() or 1, num_cpus),
-        include_dashboard=False,
-        **options,
-    )
+    with _callers_sigterm_kept():
+        if target.address:
+            try:
+                ray.init(address=target.address, **options)
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                raise UserError(
+                    f"--address {target.address}: cannot connect to Ray ({err})"
+                ) from None
+            return False
+        # address="local": a new embedded Ray, even where `ray start` left a cluster here
+        ray.init(
+            address="local",
+            num_cpus=max(os.cpu_count() or 1, num_cpus),
+            include_dashboard=False,
+            **options,
+        )
     return True
+
+
+@contextlib.contextmanager
+def _callers_sigterm_kept() -> Iterator[None]:
+    """`ray.init` replaces the SIGTERM handler with one that exits on the spot, mid-write and
+    mid-trial; the caller's own (the CLI stops like Ctrl-C) is put back."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if in_main else None
+    try:
+        yield
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 class _KnownTuneNoise(logging.Filter):

@@ -8,7 +8,7 @@ import math
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from hpo.core.config import StrictModel
 from hpo.search.algorithms import ALGORITHMS, Algorithm, describe_algorithms
@@ -134,6 +134,9 @@ class Sweep(StrictModel):
     serve: ServeConfig = ServeConfig()
     compare: CompareConfig = CompareConfig()
     storage: str = Field(default="./runs", description="Where run dirs are written.")
+
+    _kept_variables: dict[tuple, tuple[str, str]] = PrivateAttr(default_factory=dict)
+    """Strings written with variables that saved copies keep as written (see sweepfile)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Sweep:

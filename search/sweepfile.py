@@ -20,27 +20,26 @@ from hpo.search.sweep import Sweep
 
 DEFAULT_ENV = {"HPO_DATA": "../shared/data"}
 """Variables that expand even when unset: HPO_DATA is the shared data folder beside the repo."""
+SAVED_VARIABLES = frozenset({"HPO_DATA", "HOME", "USER", "TMPDIR", "PWD"})
+"""Variables whose values a run dir's saved sweep file (and a job's, a ConfigMap's) records.
+Every other `${VAR}` is saved as written, so that no value from the environment, a secret
+perhaps, lands in a file; loading the saved file expands it again."""
 
 _VAR = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
+Path_ = tuple[str | int, ...]
 
-def expand_env(value: Any, env: Mapping[str, str] | None = None, where: str = "") -> Any:
-    """Expands `${VAR}` and `${VAR:-default}` in every string of a parsed YAML tree, from `env`
-    (default: the process environment); `$${VAR}` stays a literal `${VAR}`."""
-    env = os.environ if env is None else env
-    if isinstance(value, dict):
-        return {
-            k: expand_env(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [expand_env(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
-    if not isinstance(value, str):
-        return value
+
+def _expand_string(value: str, env: Mapping[str, str], where: str, keep: bool) -> str:
+    """`value` with its variables expanded; with `keep`, the template to save instead: the
+    SAVED_VARIABLES expanded, other variables and escapes as written."""
 
     def substitute(match: re.Match[str]) -> str:
         escaped, name, default = match.group(1), match.group(2), match.group(3)
         if escaped:
-            return match.group(0)[1:]
+            return match.group(0) if keep else match.group(0)[1:]
+        if keep and name not in SAVED_VARIABLES:
+            return match.group(0)
         found = env.get(name) or default or DEFAULT_ENV.get(name)
         if found is None:
             raise UserError(
@@ -50,6 +49,46 @@ def expand_env(value: Any, env: Mapping[str, str] | None = None, where: str = ""
         return found
 
     return _VAR.sub(substitute, value)
+
+
+def _walk(value: Any, path: Path_ = ()) -> list[tuple[Path_, str]]:
+    """Every string of a parsed YAML tree, with its path of keys and indexes."""
+    if isinstance(value, dict):
+        return [leaf for key, item in value.items() for leaf in _walk(item, (*path, key))]
+    if isinstance(value, list):
+        return [leaf for i, item in enumerate(value) for leaf in _walk(item, (*path, i))]
+    return [(path, value)] if isinstance(value, str) else []
+
+
+def _where(path: Path_) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)[1:]
+
+
+def _replace(tree: Any, path: Path_, value: Any) -> Any:
+    if not path:
+        return value
+    copy = list(tree) if isinstance(tree, list) else dict(tree)
+    copy[path[0]] = _replace(tree[path[0]], path[1:], value)
+    return copy
+
+
+def expand_env(value: Any, env: Mapping[str, str] | None = None) -> Any:
+    """Expands `${VAR}` and `${VAR:-default}` in every string of a parsed YAML tree, from `env`
+    (default: the process environment); `$${VAR}` stays a literal `${VAR}`."""
+    env = os.environ if env is None else env
+    for path, text in _walk(value):
+        value = _replace(value, path, _expand_string(text, env, _where(path), keep=False))
+    return value
+
+
+def _kept_variables(tree: Any, env: Mapping[str, str]) -> dict[Path_, tuple[str, str]]:
+    """Where a tree uses variables outside SAVED_VARIABLES: path -> (template, expanded)."""
+    kept = {}
+    for path, text in _walk(tree):
+        template = _expand_string(text, env, _where(path), keep=True)
+        if any(not match.group(1) for match in _VAR.finditer(template)):
+            kept[path] = (template, _expand_string(text, env, _where(path), keep=False))
+    return kept
 
 
 def apply_override(tree: dict[str, Any], assignment: str) -> None:
@@ -102,10 +141,13 @@ def parse_sweep(
     and validates it."""
     if not isinstance(tree, dict):
         raise UserError(f"{source}: expected a mapping of keys (name, model, data, ...)")
+    env = os.environ if env is None else env
     try:
-        return Sweep.model_validate(expand_env(tree, env))
+        sweep = Sweep.model_validate(expand_env(tree, env))
     except ValidationError as err:
         raise UserError(f"{source} is invalid:\n{format_validation_error(err)}") from None
+    sweep._kept_variables = _kept_variables(tree, env)
+    return sweep
 
 
 def load_sweep(
@@ -137,11 +179,25 @@ def load_sweep(
 
 
 def sweep_to_yaml(sweep: Sweep) -> str:
-    """The resolved sweep (variables expanded, defaults filled), as saved in the run dir; a
-    literal `${` is written `$${`, so that loading the file gives the same sweep back."""
+    """The resolved sweep (defaults filled, SAVED_VARIABLES expanded), as saved in the run dir:
+    a string that used another variable is saved as written (unless it was changed since), and
+    a literal `${` is written `$${`, so that loading the file gives the same sweep back."""
     tree = sweep.model_dump(mode="json", exclude={"space"})
     tree["space"] = {name: _dimension_to_yaml(dim) for name, dim in sweep.space.items()}
-    return yaml.safe_dump(_escape_variables(tree), sort_keys=False)
+    tree = _escape_variables(tree)
+    for path, (template, expanded) in sweep._kept_variables.items():
+        if _value_at(tree, path) == expanded.replace("${", "$${"):
+            tree = _replace(tree, path, template)
+    return yaml.safe_dump(tree, sort_keys=False)
+
+
+def _value_at(tree: Any, path: Path_) -> Any:
+    for part in path:
+        try:
+            tree = tree[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return tree
 
 
 def _escape_variables(value: Any) -> Any:

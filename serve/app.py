@@ -1,61 +1,29 @@
-"""The Ray Serve deployment: a FastAPI ingress (`/predict`, `/explain`, `/info`, `/healthz`,
-the playground at `/`) in front of one `TextClassifier` per replica. Single texts from
-concurrent requests share forward passes through `@serve.batch`.
+"""The Ray Serve deployment: one `TextClassifier` per replica behind the HTTP API of
+`hpo.serve.http`, which each replica builds from its own settings once it has started.
 
-No `from __future__ import annotations` here: FastAPI reads the handlers' annotations (body
-models, `Request`) at runtime, through Serve's ingress wrapper."""
+Single texts from concurrent requests share forward passes through `@serve.batch`; the forward
+passes and the integrated gradients of /explain run in threads, off the event loop, and the
+explanations on their own copies of the model behind a small concurrency limit, so that
+/predict never waits on them."""
+
+from __future__ import annotations
 
 import asyncio
-import hmac
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import FastAPI, HTTPException
 from ray import serve
 
 from hpo.serve.config import ServeConfig
+from hpo.serve.http import create_api
+from hpo.serve.keys import MIN_KEY_CHARS
+from hpo.serve.limits import Busy, Slots
 from hpo.serve.model import Prediction, TextClassifier
-from hpo.serve.schemas import (
-    ErrorBody,
-    ExplainRequest,
-    ExplainResponse,
-    PredictRequest,
-    PredictResponse,
-)
+from hpo.serve.schemas import ExplainRequest, PredictRequest
 
-PLAYGROUND = Path(__file__).with_name("playground.html")
-
-api = FastAPI(
-    title="hpo model service",
-    description="The best model of an hpo sweep. Send the API key as `Authorization: Bearer "
-    "KEY` or `X-API-Key: KEY` to /predict, /explain and /info.",
-    responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}},
-)
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": message})
-
-
-@api.exception_handler(RequestValidationError)
-async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-    """One readable line per problem, instead of FastAPI's nested detail."""
-    problems = []
-    for problem in error.errors():
-        if problem["type"] == "json_invalid":
-            return _error(400, "the body is not valid JSON")
-        where = ".".join(str(p) for p in problem["loc"] if p != "body") or "body"
-        message = problem["msg"].removeprefix("Value error, ")
-        problems.append(message if where == "body" else f"{where}: {message}")
-    return _error(422, "; ".join(problems))
-
-
-@api.exception_handler(HTTPException)
-async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
-    return _error(error.status_code, str(error.detail))
+EXPLAIN_WAITING = 4
+"""Explanations that may wait, per slot of `serve.explain_concurrency`; more get 503."""
 
 
 class BatchStats:
@@ -81,10 +49,6 @@ class BatchStats:
         }
 
 
-def _prediction_body(prediction: Prediction) -> dict[str, Any]:
-    return asdict(prediction)
-
-
 def _warnings(predictions: list[Prediction], max_length: int) -> list[str]:
     return [
         f"input {i} is longer than {max_length} tokens and was truncated"
@@ -93,31 +57,35 @@ def _warnings(predictions: list[Prediction], max_length: int) -> list[str]:
     ]
 
 
+def _check_key(api_key: str) -> None:
+    if len(api_key) < MIN_KEY_CHARS:  # an empty key would let every request through
+        raise ValueError(f"the API key must have at least {MIN_KEY_CHARS} characters")
+
+
 @serve.deployment
-@serve.ingress(api)
+@serve.ingress()
 class ModelService:
-    """One replica: the model, the key, and the deployment's limits."""
+    """One replica: the model, its explainers, and the deployment's limits."""
 
     def __init__(
         self, checkpoint: str, info: dict[str, Any], api_key: str, settings: ServeConfig
     ) -> None:
+        _check_key(api_key)
         self.classifier = TextClassifier(checkpoint, threads=max(1, int(settings.cpus_per_replica)))
-        self.info = info
-        self.api_key = api_key.encode()
+        self.model_info = info
+        self.api_key = api_key
         self.settings = settings
         self.stats = BatchStats()
+        concurrency = settings.explain_concurrency
+        self.explain_slots = Slots(concurrency, EXPLAIN_WAITING * concurrency)
+        # one copy of the model per slot: explanations run in threads beside predictions
+        self.idle_explainers = [self.classifier.twin() for _ in range(concurrency)]
         self._predict_batch.set_max_batch_size(settings.max_batch_size)
         self._predict_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
 
-    def _authorize(self, request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        key = (
-            header[7:]
-            if header.lower().startswith("bearer ")
-            else request.headers.get("x-api-key", "")
-        )
-        if not hmac.compare_digest(key.encode(), self.api_key):
-            raise HTTPException(401, "missing or wrong API key (Authorization: Bearer KEY)")
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        """Serve builds each replica's HTTP API here, after the constructor."""
+        return create_api(self, self.settings, self.api_key)
 
     def _check_sizes(self, inputs: list[tuple[str, str | None]]) -> None:
         if len(inputs) > self.settings.max_inputs_per_request:
@@ -128,27 +96,18 @@ class ModelService:
             )
         limit = self.settings.max_text_chars
         for i, (text, pair) in enumerate(inputs):
-            if len(text) + len(pair or "") > limit:
-                raise HTTPException(422, f"input {i} is longer than {limit} characters")
+            if max(len(text), len(pair or "")) > limit:
+                raise HTTPException(422, f"input {i} has a text longer than {limit} characters")
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
     async def _predict_batch(self, inputs: list[tuple[str, str | None]]) -> list[Prediction]:
         self.stats.record(len(inputs))
-        return self.classifier.predict([t for t, _ in inputs], [p for _, p in inputs])
+        texts, pairs = [t for t, _ in inputs], [p for _, p in inputs]
+        return await asyncio.to_thread(self.classifier.predict, texts, pairs)
 
-    @api.get("/healthz")
-    async def healthz(self) -> dict[str, str]:
-        return {"status": "ok"}
-
-    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def playground(self) -> HTMLResponse:
-        return HTMLResponse(PLAYGROUND.read_text())
-
-    @api.get("/info")
-    async def model_info(self, request: Request) -> dict[str, Any]:
-        self._authorize(request)
+    def info(self) -> dict[str, Any]:
         return {
-            **self.info,
+            **self.model_info,
             "labels": self.classifier.labels,
             "max_length": self.classifier.max_length,
             "batching": self.stats.as_dict(),
@@ -157,12 +116,12 @@ class ModelService:
                 "max_batch_size": self.settings.max_batch_size,
                 "batch_wait_timeout_s": self.settings.batch_wait_timeout_s,
                 "max_text_chars": self.settings.max_text_chars,
+                "max_request_bytes": self.settings.max_request_bytes,
+                "explain_concurrency": self.settings.explain_concurrency,
             },
         }
 
-    @api.post("/predict", response_model=PredictResponse)
-    async def predict(self, body: PredictRequest, request: Request) -> dict[str, Any]:
-        self._authorize(request)
+    async def predict(self, body: PredictRequest) -> dict[str, Any]:
         inputs = body.inputs()
         self._check_sizes(inputs)
         try:
@@ -170,19 +129,30 @@ class ModelService:
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
         return {
-            "predictions": [_prediction_body(p) for p in predictions],
+            "predictions": [asdict(p) for p in predictions],
             "warnings": _warnings(predictions, self.classifier.max_length),
         }
 
-    @api.post("/explain", response_model=ExplainResponse)
-    async def explain(self, body: ExplainRequest, request: Request) -> dict[str, Any]:
-        self._authorize(request)
+    async def explain(self, body: ExplainRequest) -> dict[str, Any]:
         self._check_sizes([(body.text, body.text_pair)])
-        explanation = self.classifier.explain(
-            body.text, body.text_pair, steps=self.settings.explain_steps
-        )
+        try:
+            async with self.explain_slots.take():
+                explainer = self.idle_explainers.pop()  # a slot is held: one is idle
+                try:
+                    explanation = await asyncio.to_thread(
+                        explainer.explain,
+                        body.text,
+                        body.text_pair,
+                        steps=self.settings.explain_steps,
+                    )
+                finally:
+                    self.idle_explainers.append(explainer)
+        except Busy:
+            raise HTTPException(
+                503, "too many explanations at once; retry shortly", {"Retry-After": "1"}
+            ) from None
         return {
-            **_prediction_body(explanation.prediction),
+            **asdict(explanation.prediction),
             "tokens": [asdict(t) for t in explanation.tokens],
             "method": explanation.method,
             "convergence_delta": explanation.convergence_delta,
@@ -190,8 +160,9 @@ class ModelService:
         }
 
 
-def build_app(checkpoint: str, info: dict[str, Any], api_key: str, settings: ServeConfig):
+def build_app(checkpoint: str, info: dict[str, Any], api_key: str, settings: ServeConfig) -> Any:
     """The Serve application for one checkpoint, with the deployment's replicas and resources."""
+    _check_key(api_key)  # refused here already, not only by each replica
     return ModelService.options(
         num_replicas=settings.replicas,
         ray_actor_options={

@@ -1,18 +1,25 @@
 """A small Python client of the model service (also behind `hpo query`).
 
-from hpo.serve.client import ModelClient
-client = ModelClient("http://127.0.0.1:8000", api_key="...")
-client.predict("a gorgeous, witty film")        # {'label': 'positive', 'score': 0.97, ...}
-client.predict_many(["great", "awful"])
-client.explain("a gorgeous, witty film")["tokens"]
+    from hpo.serve.client import ModelClient
+    client = ModelClient("http://127.0.0.1:8000", api_key="...")
+    client.predict("a gorgeous, witty film")        # {'label': 'positive', 'score': 0.97, ...}
+    client.predict_many(["great", "awful"])
+    client.explain("a gorgeous, witty film")["tokens"]
+
+Every call is idempotent (a prediction changes nothing on the server), so a call that cannot
+connect, or gets 502/503/504 (a replica restarting, an overloaded explainer), is retried with
+exponential backoff, waiting at least what the service's Retry-After asks.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import requests
+
+RETRYABLE = frozenset({502, 503, 504})
 
 
 class ServiceError(RuntimeError):
@@ -24,26 +31,55 @@ class ServiceError(RuntimeError):
 
 
 class ModelClient:
-    def __init__(self, url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        retries: int = 4,
+        backoff_s: float = 0.5,
+    ) -> None:
         self.url = url.rstrip("/")
-        self.api_key = api_key or os.environ.get("HPO_API_KEY", "")
+        self.api_key = (api_key or os.environ.get("HPO_API_KEY", "")).strip()
         self.timeout = timeout
+        self.retries = retries
+        self.backoff_s = backoff_s
         self.session = requests.Session()
 
+    def _wait(self, attempt: int, response: requests.Response | None) -> None:
+        delay = self.backoff_s * 2**attempt
+        retry_after = response.headers.get("retry-after", "") if response is not None else ""
+        if retry_after.isdigit():
+            delay = max(delay, float(retry_after))
+        time.sleep(delay)
+
     def _call(self, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
-        response = self.session.request(
-            method,
-            f"{self.url}{path}",
-            json=body,
-            timeout=self.timeout,
-            headers={"Authorization": f"Bearer {self.api_key}"},
-        )
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                response = self.session.request(
+                    method,
+                    f"{self.url}{path}",
+                    json=body,
+                    timeout=self.timeout,
+                    headers={"Authorization": f"Bearer {self.api_key}"},
+                )
+            except (requests.ConnectionError, requests.Timeout):
+                if last:
+                    raise
+                self._wait(attempt, None)
+                continue
+            if response.status_code in RETRYABLE and not last:
+                self._wait(attempt, response)
+                continue
+            break
         try:
             answer = response.json()
         except ValueError:
-            answer = {"error": response.text}
+            answer = {"error": response.text or response.reason}
         if not response.ok:
-            raise ServiceError(response.status_code, answer.get("error", response.reason))
+            message = answer.get("error") if isinstance(answer, dict) else None
+            raise ServiceError(response.status_code, message or response.reason)
         return answer
 
     def health(self) -> dict[str, Any]:

@@ -40,8 +40,22 @@ class ServeConfig(StrictModel):
     max_text_chars: int = Field(
         default=20_000, ge=1, description="Longer texts are refused (tokens are truncated anyway)."
     )
+    max_request_bytes: int = Field(
+        default=4_000_000,
+        ge=1024,
+        description="Larger request bodies are refused (413) before they are read whole.",
+    )
     explain_steps: int = Field(
-        default=32, ge=2, description="Integrated-gradients steps of /explain."
+        default=32,
+        ge=2,
+        le=256,
+        description="Integrated-gradients steps of /explain (each a forward and backward pass).",
+    )
+    explain_concurrency: int = Field(
+        default=1,
+        ge=1,
+        description="Explanations one replica computes at once, off the event loop; up to four "
+        "times as many wait, and more get 503 with Retry-After, so /predict never waits on them.",
     )
     gate: GateConfig = GateConfig()
     smoke_test: list[str] = Field(

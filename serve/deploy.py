@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ class Deployment:
     decision: gate.Decision
     live: dict[str, Any]
     key_file: Path | None
+    notes: list[str] = field(default_factory=list)
 
 
 def _settings_of(entry: dict[str, Any]) -> ServeConfig:
@@ -76,57 +77,47 @@ def _run_app(name: str, live: dict[str, Any], settings: ServeConfig, key: str) -
     return f"http://{host}:{settings.port}"
 
 
-def _decide(
-    candidate: gate.Candidate,
-    sha256: str,
-    live: dict[str, Any] | None,
-    settings: ServeConfig,
-    test_data: DataConfig,
-) -> gate.Decision:
-    """The gate's decision on a candidate against the live model (None: there is none)."""
-    if live is not None and live["checkpoint_sha256"] == sha256:
-        verdict, reason = "unchanged", "this checkpoint is already the live model"
-        test = live_test = live["test_metric"]
-    else:
-        test = metric_on_test_split(candidate.checkpoint, test_data, candidate.metric)
-        tolerance = settings.gate.tolerance
-        promote, reason, live_test = gate.judge(
-            test, live, mode=candidate.mode, tolerance=tolerance
-        )
-        verdict = "promoted" if promote else "rejected"
-    return gate.Decision(
-        name=candidate.name,
-        decision=verdict,
-        reason=reason,
-        metric=candidate.metric,
-        mode=candidate.mode,
-        run_dir=candidate.run_dir,
-        trial_id=candidate.trial_id,
-        checkpoint=candidate.checkpoint,
-        checkpoint_sha256=sha256,
-        validation_metric=candidate.validation_metric,
-        test_metric=test,
-        config=candidate.config,
-        live_test_metric=live_test,
-        tolerance=settings.gate.tolerance,
-        serve=settings.model_dump(mode="json"),
-    )
-
-
 def deploy(
     candidate: gate.Candidate, *, storage: StorageDir, settings: ServeConfig, test_data: DataConfig
 ) -> Deployment:
     """Gates a candidate and deploys, with `settings`, the live model of its sweep name (the
     candidate if it wins). Ray must be connected (an embedded Ray, or a cluster)."""
-    stack = gate.promoted_stack(storage, candidate.name)
-    live = stack[-1] if stack else None
-    sha256 = checkpoint_sha256(candidate.checkpoint)
-    decision = _decide(candidate, sha256, live, settings, test_data)
-    gate.append(storage, decision)
-    live = gate.promoted_stack(storage, candidate.name)[-1]
+    notes: list[str] = []
+
+    def test_metric() -> float | None:
+        try:
+            return metric_on_test_split(candidate.checkpoint, test_data, candidate.metric)
+        except UserError as err:  # e.g. the test file is not on this machine
+            notes.append(f"no test metric for the candidate: {err}")
+            return None
+
+    decision, live = gate.decide_and_append(
+        storage,
+        candidate,
+        checkpoint_sha256(candidate.checkpoint),
+        test_metric,
+        tolerance=settings.gate.tolerance,
+        serve=settings.model_dump(mode="json"),
+    )
+    if live is None:
+        raise UserError(f"{candidate.name}: nothing to serve: {decision.reason}")
+    if live["checkpoint_sha256"] != decision.checkpoint_sha256:  # the live model stays
+        _verified(live)
     key, key_file = api_key(storage)
     url = _run_app(candidate.name, live, settings, key)
-    return Deployment(candidate.name, url, decision, live, key_file)
+    return Deployment(candidate.name, url, decision, live, key_file, notes)
+
+
+def _verified(entry: dict[str, Any]) -> dict[str, Any]:
+    """A ledger entry whose checkpoint still has the weights that were promoted."""
+    found = checkpoint_sha256(entry["checkpoint"])
+    if found != entry["checkpoint_sha256"]:
+        raise UserError(
+            f"{entry['checkpoint']}: its weights changed since trial {entry['trial_id']} was "
+            f"promoted (sha256 {found[:12]}..., the ledger has "
+            f"{entry['checkpoint_sha256'][:12]}...); refusing to serve it"
+        )
+    return entry
 
 
 def rollback(storage: StorageDir, name: str) -> Deployment:
@@ -138,7 +129,7 @@ def rollback(storage: StorageDir, name: str) -> Deployment:
             f"{name}: nothing to roll back to ({len(stack)} promoted model(s) in "
             f"{storage}/{LEDGER})"
         )
-    current, previous = stack[-1], stack[-2]
+    current, previous = stack[-1], _verified(stack[-2])
     decision = replace(
         gate.Decision.from_entry(current),
         decision="rollback",
@@ -167,6 +158,6 @@ def service_app(args: dict[str, str]) -> Any:
             f"{name}: no promoted model in {storage}/{LEDGER}; run `hpo run` or `hpo serve` "
             "against this storage first"
         )
-    live = stack[-1]
+    live = _verified(stack[-1])
     key, _ = api_key(storage)
     return _application(name, live, _settings_of(live), key)

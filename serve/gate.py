@@ -1,18 +1,28 @@
-"""The promotion gate and its ledger, `<storage>/promotions.jsonl`. In a bucket, an append
-downloads the ledger, adds a line and uploads it whole: two deployments of one storage at the
-same moment may lose a line, so deploy from one place at a time.
+"""The promotion gate and its ledger, `<storage>/promotions.jsonl`.
 
 Each line is one decision about a sweep name: a candidate `promoted` or `rejected`, the live
 model redeployed `unchanged`, or a `rollback`. Replaying the lines gives the stack of promoted
 models: `promoted` pushes, `rollback` pops, and the top is the live model. Each line carries the
 serving settings it was decided with, so that the live model can be redeployed from the ledger
 alone (`hpo rollback`, KubeRay's RayService).
+
+The gate never promotes without a comparison: on the test split when both models have a test
+metric, else on the validation metric, and the line says which (`compared_on`); a NaN metric
+is refused. Deciding and appending happen under a lock on the ledger, with the live model read
+again inside it, so two deploys at once are judged one after the other. The lock is a file lock
+on this machine: in a bucket, an append downloads the ledger, adds a line and uploads it whole,
+so deploy one storage from one machine at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import math
+import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -58,6 +68,7 @@ class Decision:
     config: dict[str, Any] = field(default_factory=dict)
     live_test_metric: float | None = None
     tolerance: float = 0.0
+    compared_on: str = "none"  # test | validation | none (no live model, or refused)
     serve: dict[str, Any] = field(default_factory=dict)  # the `serve:` settings it is served with
     time: float = field(default_factory=time.time)
 
@@ -69,58 +80,182 @@ class Decision:
         )
 
 
-def read_ledger(storage: StorageDir) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Ledger:
+    """The ledger's lines, and the lines that could not be read (a crash mid-append, a
+    hand edit): those are reported and skipped, never fatal to later deploys."""
+
+    entries: list[dict[str, Any]]
+    skipped: list[int]  # line numbers, from 1
+
+
+def read_ledger(storage: StorageDir) -> Ledger:
     storage.pull(LEDGER)
     path = storage.local / LEDGER
     if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return Ledger([], [])
+    entries, skipped = [], []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            skipped.append(number)
+            continue
+        if isinstance(entry, dict) and {"name", "decision"} <= set(entry):
+            entries.append(entry)
+        else:
+            skipped.append(number)
+    return Ledger(entries, skipped)
+
+
+@contextlib.contextmanager
+def locked(storage: StorageDir) -> Iterator[None]:
+    """Holds the ledger's lock (a file lock beside it) for a read-decide-append."""
+    storage.local.mkdir(parents=True, exist_ok=True)
+    with open(storage.local / f".{LEDGER}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def append(storage: StorageDir, decision: Decision) -> None:
+    """Adds one line in one write, on a line of its own (after a torn last line, too)."""
     storage.pull(LEDGER)
     storage.local.mkdir(parents=True, exist_ok=True)
-    with open(storage.local / LEDGER, "a") as ledger:
-        ledger.write(json.dumps(asdict(decision)) + "\n")
+    path = storage.local / LEDGER
+    line = json.dumps(asdict(decision)) + "\n"
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as ledger:
+            ledger.seek(-1, os.SEEK_END)
+            if ledger.read(1) != b"\n":  # a torn last line: start ours on a new one
+                line = "\n" + line
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(descriptor, line.encode())
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
     storage.push(LEDGER)
 
 
-def promoted_stack(storage: StorageDir, name: str) -> list[dict[str, Any]]:
-    """The promoted models of `name`, oldest first; the last one is live."""
+def stack_of(entries: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The promoted models of `name` in ledger entries, oldest first; the last one is live."""
     stack: list[dict[str, Any]] = []
-    for record in read_ledger(storage):
-        if record["name"] != name:
+    for entry in entries:
+        if entry["name"] != name:
             continue
-        if record["decision"] == "promoted":
-            stack.append(record)
-        elif record["decision"] == "rollback" and stack:
+        if entry["decision"] == "promoted":
+            stack.append(entry)
+        elif entry["decision"] == "rollback" and stack:
             stack.pop()
     return stack
 
 
+def promoted_stack(storage: StorageDir, name: str) -> list[dict[str, Any]]:
+    """The promoted models of `name`, oldest first; the last one is live."""
+    return stack_of(read_ledger(storage).entries, name)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    promote: bool
+    reason: str
+    compared_on: str  # test | validation | none
+    live_test_metric: float | None
+
+
 def judge(
-    candidate_metric: float | None, live: dict[str, Any] | None, *, mode: str, tolerance: float
-) -> tuple[bool, str, float | None]:
-    """(promote?, why, live metric) for a candidate's test metric against the live model's."""
+    candidate: Candidate,
+    test_metric: float | None,
+    live: dict[str, Any] | None,
+    *,
+    tolerance: float,
+) -> Judgement:
+    """A candidate (with its test metric, None without a test split) against the live model:
+    on the test split where both have a finite test metric, else on validation."""
+    live_test = None if live is None else live.get("test_metric")
+    if test_metric is not None and math.isnan(test_metric):
+        return Judgement(False, "the candidate's test metric is NaN", "none", live_test)
     if live is None:
-        return True, "no live model yet", None
-    live_metric = live.get("test_metric")
-    if candidate_metric is None or live_metric is None:
-        return True, "no test split to compare on; promoted on the validation metric", live_metric
-    worse_by = (
-        (live_metric - candidate_metric) if mode == "max" else (candidate_metric - live_metric)
-    )
-    if worse_by > tolerance + 1e-12:
-        return (
-            False,
-            (
-                f"test metric {candidate_metric:.4f} is worse than the live model's "
-                f"{live_metric:.4f} by {worse_by:.4f} (> tolerance {tolerance})"
-            ),
-            live_metric,
+        return Judgement(True, "no live model yet", "none", None)
+    if _finite(test_metric) and _finite(live_test):
+        basis, mine, theirs = "test", test_metric, live_test
+    else:
+        basis, mine, theirs = (
+            "validation",
+            candidate.validation_metric,
+            live.get("validation_metric"),
         )
-    return (
-        True,
-        (f"test metric {candidate_metric:.4f} vs live {live_metric:.4f} (tolerance {tolerance})"),
-        live_metric,
-    )
+        if not (_finite(mine) and _finite(theirs)):
+            return Judgement(
+                False,
+                "no finite test or validation metric of both models to compare on",
+                "none",
+                live_test,
+            )
+    worse_by = (theirs - mine) if candidate.mode == "max" else (mine - theirs)
+    compared = f"{basis} metric {mine:.4f} vs live {theirs:.4f} (tolerance {tolerance})"
+    if basis == "validation":
+        missing = "the candidate" if not _finite(test_metric) else "the live model"
+        compared += f"; compared on validation because {missing} has no test metric"
+    if worse_by > tolerance + 1e-12:
+        return Judgement(
+            False, f"worse than the live model's by {worse_by:.4f}: {compared}", basis, live_test
+        )
+    return Judgement(True, compared, basis, live_test)
+
+
+def decide_and_append(
+    storage: StorageDir,
+    candidate: Candidate,
+    sha256: str,
+    test_metric: Callable[[], float | None],
+    *,
+    tolerance: float,
+    serve: dict[str, Any],
+) -> tuple[Decision, dict[str, Any]]:
+    """Judges a candidate against the live model of its name and records the decision;
+    returns it and the live model afterwards. `test_metric` is called only when the candidate
+    is not the live model already, before the lock is taken (it takes seconds)."""
+    live = (promoted_stack(storage, candidate.name) or [None])[-1]
+    unchanged = live is not None and live["checkpoint_sha256"] == sha256
+    measured = None if unchanged else test_metric()
+    with locked(storage):
+        live = (promoted_stack(storage, candidate.name) or [None])[-1]  # again, in the lock
+        if live is not None and live["checkpoint_sha256"] == sha256:
+            verdict = Judgement(
+                True, "this checkpoint is already the live model", "none", live["test_metric"]
+            )
+            decision_name, measured = "unchanged", live["test_metric"]
+        else:
+            verdict = judge(candidate, measured, live, tolerance=tolerance)
+            decision_name = "promoted" if verdict.promote else "rejected"
+        decision = Decision(
+            name=candidate.name,
+            decision=decision_name,
+            reason=verdict.reason,
+            metric=candidate.metric,
+            mode=candidate.mode,
+            run_dir=candidate.run_dir,
+            trial_id=candidate.trial_id,
+            checkpoint=candidate.checkpoint,
+            checkpoint_sha256=sha256,
+            validation_metric=candidate.validation_metric,
+            test_metric=measured,
+            config=candidate.config,
+            live_test_metric=verdict.live_test_metric,
+            tolerance=tolerance,
+            compared_on=verdict.compared_on,
+            serve=serve,
+        )
+        append(storage, decision)
+        live = promoted_stack(storage, candidate.name)[-1:] or [None]
+    return decision, live[0]

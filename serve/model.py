@@ -4,6 +4,7 @@ tests use it directly."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +59,15 @@ class TextClassifier:
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         positions = getattr(config, "max_position_embeddings", 512)
         self.max_length = min(self.tokenizer.model_max_length or positions, positions)
+
+    def twin(self) -> TextClassifier:
+        """An independent copy for another thread: its own model (Captum's hooks on the
+        embeddings must not touch this one's forward passes) and its own tokenizer (a fast
+        tokenizer refuses use from two threads at once)."""
+        twin = copy.copy(self)
+        twin.model = copy.deepcopy(self.model)
+        twin.tokenizer = copy.deepcopy(self.tokenizer)
+        return twin
 
     def _encode(self, texts: list[str], pairs: list[str | None]):
         second = pairs if any(p is not None for p in pairs) else None

@@ -3,6 +3,7 @@ text (and text-pair) columns, and labels mapped to ids 0..n-1 with their names."
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,9 +92,11 @@ def read_table(split: str, source: str) -> pd.DataFrame:
         return _read_hub(split, source)
     suffix = Path(source).suffix.lower()
     try:
-        if suffix in (".csv", ".tsv"):
-            sep = "\t" if suffix == ".tsv" else ","
-            return pd.read_csv(source, sep=sep, keep_default_na=False, quoting=0)
+        if suffix == ".csv":
+            return pd.read_csv(source, keep_default_na=False)
+        if suffix == ".tsv":
+            # TSV as GLUE writes it: fields are never quoted, so a lone `"` is text
+            return pd.read_csv(source, sep="\t", keep_default_na=False, quoting=csv.QUOTE_NONE)
         if suffix in (".json", ".jsonl"):
             lines = suffix == ".jsonl" or _looks_like_json_lines(source)
             return pd.read_json(source, lines=lines, dtype=False)
@@ -154,10 +157,8 @@ def _labels_column(frame: pd.DataFrame, split: str, column: str) -> pd.Series:
     values = _column(frame, split, "label", column)
     missing = int(values.isna().sum()) + int((values.astype(str) == "").sum())
     if missing:
-        raise UserError(
-            f"data.{split}: {missing} rows have no label in column {column!r} "
-            "(Hub test splits often hide their labels)"
-        )
+        hint = " (Hub test splits often hide their labels)" if split == "test" else ""
+        raise UserError(f"data.{split}: {missing} rows have no label in column {column!r}{hint}")
     return values
 
 

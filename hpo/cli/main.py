@@ -4,6 +4,7 @@ code instead of a traceback."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
 from typing import Any
@@ -66,6 +67,12 @@ def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: A
 _python_show_warning = warnings.showwarning
 
 
+def _stop_as_on_ctrl_c(signum: int, frame: Any) -> None:
+    """SIGTERM (Kubernetes, systemd, `kill`) stops hpo as Ctrl-C does: a sweep is stopped to be
+    resumed, a service drained, a starting cluster cleaned up."""
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 def main() -> None:
     """Entry point of the `hpo` script: user errors become a message and exit code 2."""
     # This process's own settings, made here at its edge rather than by the library: quiet
@@ -73,6 +80,7 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     warnings.showwarning = _show_warning
+    signal.signal(signal.SIGTERM, _stop_as_on_ctrl_c)
     try:
         app()
     except SweepInterrupted as err:

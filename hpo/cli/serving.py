@@ -28,7 +28,7 @@ from hpo.search.results import read_summary
 from hpo.search.sweep import Sweep
 from hpo.search.sweepfile import load_run_sweep
 from hpo.serve.client import ModelClient, ServiceError
-from hpo.serve.gate import Candidate, promoted_stack
+from hpo.serve.gate import Candidate, promoted_stack, read_ledger
 
 
 def _candidate(run: StorageDir, sweep: Sweep) -> Candidate:
@@ -71,7 +71,9 @@ def _announce(deployment: Any, smoke_test: list[str]) -> None:
     client = ModelClient(deployment.url, api_key=key_file.read_text().strip() if key_file else None)
     for text in smoke_test:
         answer = client.predict(text)
-        console.print(f"  {text!r} -> [bold]{answer['label']}[/] ({answer['score']:.3f})")
+        console.print(
+            f"  {escape(repr(text))} -> [bold]{escape(answer['label'])}[/] ({answer['score']:.3f})"
+        )
 
 
 def _wait(keep_serving: bool) -> None:
@@ -104,7 +106,15 @@ def serve_run(run: StorageDir, sweep: Sweep, *, keep_serving: bool, detach: bool
     deployment = deploy_run(run, sweep)
     decision = deployment.decision
     colour = "green" if decision.decision == "promoted" else "yellow"
-    console.print(f"gate: [{colour}]{decision.decision}[/]: {decision.reason}")
+    console.print(f"gate: [{colour}]{decision.decision}[/]: {escape(decision.reason)}")
+    for note in deployment.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    skipped = read_ledger(run.parent).skipped
+    if skipped:
+        console.print(
+            f"[yellow]note:[/] {LEDGER} lines {', '.join(map(str, skipped))} could not be read "
+            "(a crash mid-write, or an edit) and were skipped"
+        )
     _announce(deployment, sweep.serve.smoke_test)
     _wait(keep_serving and not detach)
 
@@ -161,7 +171,18 @@ def _print_answer(answer: dict[str, Any]) -> None:
         f"{escape('[' + probabilities + ']')}"
     )
     for warning in answer.get("warnings", []):
-        console.print(f"[yellow]note:[/] {warning}")
+        console.print(f"[yellow]note:[/] {escape(warning)}")
+
+
+def _print_tokens(tokens: list[dict[str, Any]]) -> None:
+    """Each token with its attribution, green towards the label and red away from it."""
+    console.print(
+        "tokens: "
+        + " ".join(
+            f"{escape(t['token'])}([{'green' if t['score'] >= 0 else 'red'}]{t['score']:+.2f}[/])"
+            for t in tokens
+        )
+    )
 
 
 def query(
@@ -184,10 +205,4 @@ def query(
         raise UserError(f"cannot reach {url}: {err}") from None
     _print_answer(answer)
     if explain:
-        console.print(
-            "tokens: "
-            + " ".join(
-                f"{t['token']}([{'green' if t['score'] >= 0 else 'red'}]{t['score']:+.2f}[/])"
-                for t in answer["tokens"]
-            )
-        )
+        _print_tokens(answer["tokens"])

@@ -166,6 +166,15 @@ def _files_under(fs, path: str) -> list[str]:
     return [info.path for info in infos if info.type == pafs.FileType.File]
 
 
+def inside(folder: Path, relative: str, source: str) -> Path:
+    """`folder / relative`, refused where the name would lead out of `folder` (`..` in an
+    object's key): a bucket's contents must not write elsewhere on this machine."""
+    destination = (folder / relative).resolve()
+    if not destination.is_relative_to(folder.resolve()):
+        raise UserError(f"{source}: refusing to download {relative!r}, which leads out of {folder}")
+    return destination
+
+
 def download(
     location: str, target: Path, exclude: tuple[str, ...] = (), skip_existing: bool = False
 ) -> None:
@@ -183,7 +192,7 @@ def download(
         for file in _files_under(fs, path):
             if posixpath.basename(file) in exclude:
                 continue
-            destination = target / posixpath.relpath(file, path)
+            destination = inside(target, posixpath.relpath(file, path), location)
             if skip_existing and destination.exists():
                 continue
             destination.parent.mkdir(parents=True, exist_ok=True)

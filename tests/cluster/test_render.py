@@ -95,6 +95,35 @@ def test_launcher_configs_validate_against_rays_schema(sweep, target: str) -> No
     assert any("pip install" in c for c in config["setup_commands"])
 
 
+def test_only_the_rayservice_gets_the_api_key_and_from_a_secret(sweep) -> None:
+    documents = kuberay_documents(sweep)
+
+    def envs(spec: dict) -> list[dict]:
+        pods = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+        return [{e["name"]: e for e in p["template"]["spec"]["containers"][0]["env"]} for p in pods]
+
+    for env in envs(documents["RayService"]["spec"]["rayClusterConfig"]):
+        key = env["HPO_API_KEY"]["valueFrom"]["secretKeyRef"]
+        assert (
+            key == {"name": "hpo-api-key", "key": "api_key"} and "value" not in env["HPO_API_KEY"]
+        )
+    for env in envs(documents["RayCluster"]["spec"]) + envs(
+        documents["RayJob"]["spec"]["rayClusterSpec"]
+    ):
+        assert "HPO_API_KEY" not in env
+
+
+@pytest.mark.parametrize("target", ["aws", "gcp"])
+def test_launcher_nodes_share_one_token_and_hide_the_dashboard(sweep, target: str) -> None:
+    text = render(sweep, target, ClusterShape())
+    config = yaml.safe_load(text)
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
+    assert not any("--generate" in c for c in config["setup_commands"])  # one token, not one each
+    head = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head and "0.0.0.0" not in head
+    assert "ray get-auth-token --generate" in text.split("\n", 4)[1] + text.split("\n", 4)[2]
+
+
 def test_hpo_cluster_render_writes_a_file(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -102,3 +102,22 @@ def test_a_literal_variable_survives_the_resolved_copy() -> None:
     sweep = parse_sweep(sweep_tree(storage="/tmp/$${NOT_SET}/runs"))
     assert sweep.storage == "/tmp/${NOT_SET}/runs"
     assert parse_sweep(yaml.safe_load(sweep_to_yaml(sweep))) == sweep
+
+
+def test_saved_copies_keep_other_variables_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only SAVED_VARIABLES' values land in a run dir's sweep.yaml (or a job's, a ConfigMap's):
+    a secret in the environment stays `${NAME}` there and is expanded again on loading."""
+    env = {"HPO_DATA": "/data", "BUCKET_URI": "s3://user:s3cret@bucket", "TAG": "v1"}
+    tree = sweep_tree(storage="${BUCKET_URI}/runs", name="sweep-${TAG}")
+    tree["data"]["train"] = "${HPO_DATA}/sst2/train.csv"
+    sweep = parse_sweep(tree, env=env)
+    assert sweep.storage == "s3://user:s3cret@bucket/runs"
+    saved = sweep_to_yaml(sweep)
+    assert "s3cret" not in saved and "v1" not in saved
+    assert "${BUCKET_URI}/runs" in saved and "sweep-${TAG}" in saved
+    assert "/data/sst2/train.csv" in saved
+    assert parse_sweep(yaml.safe_load(saved), env=env) == sweep
+    moved = sweep.model_copy(update={"storage": "/elsewhere"})  # changed since: saved as is
+    assert "storage: /elsewhere" in sweep_to_yaml(moved)
+    with pytest.raises(UserError, match="storage: environment variable BUCKET_URI is not set"):
+        parse_sweep(yaml.safe_load(saved), env={"TAG": "v1"})

@@ -13,6 +13,8 @@ from hpo.search.runner import run_sweep
 from hpo.search.sweepfile import parse_sweep
 from tests.helpers import tiny_sweep
 
+MAX_REQUEST_BYTES = 1_000_000
+
 
 def serving_sweep(tiny_model: str, storage: Path, port: int, search_seed: int = 0):
     return parse_sweep(
@@ -38,6 +40,7 @@ def serving_sweep(tiny_model: str, storage: Path, port: int, search_seed: int = 
                 "max_batch_size": 16,
                 "batch_wait_timeout_s": 0.05,
                 "explain_steps": 8,
+                "max_request_bytes": MAX_REQUEST_BYTES,
             },
         )
     )

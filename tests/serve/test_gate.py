@@ -1,40 +1,78 @@
-"""The promotion gate without Ray: its judgement, and the ledger it replays."""
+"""The promotion gate without Ray: its judgement (never without a comparison), the ledger it
+replays (torn lines skipped), and deploys at once judged one after the other."""
 
 from __future__ import annotations
 
+import json
+import math
+import multiprocessing
+import time
 from pathlib import Path
+
+import pytest
 
 from hpo.core.storage import StorageDir
 from hpo.serve import gate
 
 
-def test_gate_judges_against_the_live_model() -> None:
-    live = {"test_metric": 0.85}
-    assert gate.judge(0.84, None, mode="max", tolerance=0.0)[0]
-    assert not gate.judge(0.84, live, mode="max", tolerance=0.0)[0]
-    assert gate.judge(0.84, live, mode="max", tolerance=0.02)[0]
-    assert gate.judge(0.86, live, mode="max", tolerance=0.0)[0]
-    assert not gate.judge(0.40, {"test_metric": 0.35}, mode="min", tolerance=0.01)[0]
-    promote, reason, _ = gate.judge(None, live, mode="max", tolerance=0.0)
-    assert promote and "no test split" in reason
+def candidate(validation: float = 0.8, name: str = "s", trial: str = "c") -> gate.Candidate:
+    return gate.Candidate(
+        name=name,
+        checkpoint=f"/c/{trial}",
+        metric="accuracy",
+        mode="max",
+        validation_metric=validation,
+        run_dir="r",
+        trial_id=trial,
+    )
+
+
+def live(test: float | None, validation: float | None = 0.8) -> dict:
+    return {"test_metric": test, "validation_metric": validation, "checkpoint_sha256": "live"}
+
+
+def test_test_metrics_decide_when_both_have_one() -> None:
+    assert gate.judge(candidate(), 0.84, None, tolerance=0).promote  # no live model yet
+    worse = gate.judge(candidate(), 0.84, live(0.85), tolerance=0)
+    assert not worse.promote and worse.compared_on == "test"
+    assert gate.judge(candidate(), 0.84, live(0.85), tolerance=0.02).promote
+    assert gate.judge(candidate(), 0.86, live(0.85), tolerance=0).promote
+
+
+def test_without_a_test_metric_the_gate_compares_on_validation_and_says_so() -> None:
+    missing = gate.judge(candidate(validation=0.70), None, live(0.85, validation=0.80), tolerance=0)
+    assert not missing.promote and missing.compared_on == "validation"
+    assert "because the candidate has no test metric" in missing.reason
+    live_missing = gate.judge(candidate(validation=0.9), 0.5, live(None, 0.8), tolerance=0)
+    assert live_missing.promote and live_missing.compared_on == "validation"
+    assert "the live model has no test metric" in live_missing.reason
+
+
+def test_nan_is_never_promoted() -> None:
+    nan = gate.judge(candidate(), math.nan, live(0.5), tolerance=0)
+    assert not nan.promote and "NaN" in nan.reason
+    assert not gate.judge(candidate(), math.nan, None, tolerance=0).promote
+    nothing = gate.judge(candidate(validation=math.nan), None, live(None), tolerance=0)
+    assert not nothing.promote and nothing.compared_on == "none"
+
+
+def record(decision: str, trial: str, name: str = "s") -> gate.Decision:
+    return gate.Decision(
+        name=name,
+        decision=decision,
+        reason="",
+        metric="accuracy",
+        mode="max",
+        run_dir="r",
+        trial_id=trial,
+        checkpoint=f"/c/{trial}",
+        checkpoint_sha256=trial,
+        validation_metric=0.8,
+        test_metric=0.8,
+    )
 
 
 def test_ledger_replays_promotions_and_rollbacks(tmp_path: Path) -> None:
-    def record(decision: str, trial: str, name: str = "s") -> gate.Decision:
-        return gate.Decision(
-            name=name,
-            decision=decision,
-            reason="",
-            metric="accuracy",
-            mode="max",
-            run_dir="r",
-            trial_id=trial,
-            checkpoint=f"/c/{trial}",
-            checkpoint_sha256="x",
-            validation_metric=0.8,
-            test_metric=0.8,
-        )
-
     storage = StorageDir.at(tmp_path)
     for decision in [
         record("promoted", "a"),
@@ -47,4 +85,56 @@ def test_ledger_replays_promotions_and_rollbacks(tmp_path: Path) -> None:
         gate.append(storage, decision)
     assert [r["trial_id"] for r in gate.promoted_stack(storage, "s")] == ["a", "c"]
     assert [r["trial_id"] for r in gate.promoted_stack(storage, "other")] == ["z"]
-    assert len(gate.read_ledger(storage)) == 6
+    assert len(gate.read_ledger(storage).entries) == 6
+
+
+def test_a_torn_line_is_skipped_and_later_appends_still_work(tmp_path: Path) -> None:
+    storage = StorageDir.at(tmp_path)
+    gate.append(storage, record("promoted", "a"))
+    with open(tmp_path / "promotions.jsonl", "a") as ledger:
+        ledger.write('{"name": "s", "decision": "prom')  # a crash mid-append
+    gate.append(storage, record("promoted", "b"))
+    ledger = gate.read_ledger(storage)
+    assert ledger.skipped == [2]
+    assert [r["trial_id"] for r in gate.promoted_stack(storage, "s")] == ["a", "b"]
+
+
+def _deploy(folder: str, trial: str, test_metric: float, started: float) -> None:
+    """One deploy, as a separate process would do it: its test metric takes a second."""
+    time.sleep(max(0.0, started - time.time()))
+
+    def measure() -> float:
+        time.sleep(1.0)
+        return test_metric
+
+    gate.decide_and_append(
+        StorageDir.at(folder), candidate(trial=trial), trial, measure, tolerance=0, serve={}
+    )
+
+
+def test_two_deploys_at_once_are_judged_one_after_the_other(tmp_path: Path) -> None:
+    """Both read an empty ledger and measure for a second; without the lock and the second
+    look at the live model both would be promoted as 'no live model yet'."""
+    context = multiprocessing.get_context("spawn")
+    started = time.time() + 3
+    deploys = [
+        context.Process(target=_deploy, args=(str(tmp_path), trial, metric, started))
+        for trial, metric in (("better", 0.9), ("worse", 0.5))
+    ]
+    for process in deploys:
+        process.start()
+    for process in deploys:
+        process.join(60)
+        assert process.exitcode == 0
+    lines = [json.loads(line) for line in (tmp_path / "promotions.jsonl").read_text().splitlines()]
+    assert len(lines) == 2
+    assert sum(line["reason"] == "no live model yet" for line in lines) == 1
+    second = lines[1]
+    assert second["live_test_metric"] == lines[0]["test_metric"]
+    assert gate.promoted_stack(StorageDir.at(tmp_path), "s")[-1]["trial_id"] == "better"
+
+
+@pytest.mark.parametrize("text", ["", "   \n"])
+def test_an_empty_ledger_has_no_live_model(tmp_path: Path, text: str) -> None:
+    (tmp_path / "promotions.jsonl").write_text(text)
+    assert gate.promoted_stack(StorageDir.at(tmp_path), "s") == []

@@ -4,7 +4,11 @@ load with malformed requests, and the promotion gate with rollback."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +18,10 @@ from hpo.cli.serving import deploy_run
 from hpo.core.storage import StorageDir
 from hpo.search.runner import run_sweep
 from hpo.serve import deploy, measure
-from tests.serve.conftest import serving_sweep
+from tests import traffic
+from tests.serve.conftest import MAX_REQUEST_BYTES, serving_sweep
+
+JSON = "application/json"
 
 pytestmark = pytest.mark.usefixtures("ray_session", "data_dir")
 
@@ -108,7 +115,7 @@ def test_keys_are_required(service, path: str, key: str | None) -> None:
         ({"texts": []}, 422, "texts: List should have at least 1 item"),
         ({"texts": ["a", None]}, 422, "texts.1: Input should be a valid string"),
         ({"texts": ["a"] * 9}, 422, "9 inputs in one request; send at most 8"),
-        ({"text": "x" * 2001}, 422, "input 0 is longer than 2000 characters"),
+        ({"text": "x" * 2001}, 422, "input 0 has a text longer than 2000 characters"),
         ({"pairs": [["only one"]]}, 422, "pairs.0: List should have at least 2 items"),
         ({"text_pair": "b"}, 422, "send exactly one of"),
         ({"text": "a", "texts": ["b"]}, 422, "send exactly one of"),
@@ -143,30 +150,90 @@ def test_concurrent_requests_share_forward_passes(service) -> None:
     assert batching["batches"] < batching["texts"]
 
 
-def test_500_mixed_requests_never_get_a_5xx(service) -> None:
-    bodies: list[Any] = [
-        {"text": "fine"},
-        {"texts": ["a", "b"]},
-        "{bad json",
-        {"text": ""},
-        {"texts": ["x"] * 20},
-        {"text": 3},
-        {"pairs": [["a"]]},
-        {"nope": 1},
+def test_hostile_traffic_never_gets_a_5xx(service) -> None:
+    """1,000 requests from 32 clients, a fifth of them malformed in every way (bad JSON,
+    wrong types, empty, oversize, non-UTF-8, deeply nested, wrong content type, huge bodies,
+    no key): every malformed one gets a 4xx with a JSON error, none a 5xx
+    (bench/serve_load.py --hostile sends 10,000)."""
+    outcome = traffic.send(service["url"], service["key"], 1000, 32, 0.2, MAX_REQUEST_BYTES)
+    print("statuses:", dict(outcome.statuses))
+    assert outcome.server_errors == 0
+    assert outcome.not_json_errors == []
+    assert outcome.count(malformed=True, predicate=lambda s: 400 <= s < 500) == 200
+    assert outcome.count(malformed=False, predicate=lambda s: s == 200) == 800
+    kinds = {kind for kind, _ in outcome.statuses}
+    assert {"non_utf8", "deeply_nested", "huge_body", "wrong_content_type"} <= kinds
+
+
+def test_schemathesis_finds_no_5xx_and_no_schema_violation(service) -> None:
+    """Schemathesis generates requests from the live /openapi.json (with the key, and without
+    it): every check passes (no 5xx, status codes and bodies as documented)."""
+    schemathesis = Path(sys.executable).with_name("schemathesis")
+    done = subprocess.run(
+        [
+            str(schemathesis),
+            "run",
+            service["url"] + "/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            "60",
+            "-H",
+            f"Authorization: Bearer {service['key']}",
+            "--seed",
+            "1",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    print(done.stdout[-3000:])
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+
+
+def test_the_key_is_checked_before_the_body_is_read(service) -> None:
+    url = service["url"] + "/predict"
+    huge = b'{"text": "' + b"x" * (3 * MAX_REQUEST_BYTES) + b'"}'
+    unkeyed = [{"Content-Type": JSON}, {"Content-Type": "text/plain"}]
+    for headers in [*unkeyed, {"Content-Type": JSON, "Authorization": "Bearer wrong"}]:
+        answer = requests.post(url, data=huge, headers=headers, timeout=60)
+        assert answer.status_code == 401, answer.text
+        assert answer.headers["www-authenticate"] == "Bearer"
+    keyed = {"Authorization": f"Bearer {service['key']}"}
+    too_big = requests.post(url, data=huge, headers={**keyed, "Content-Type": JSON}, timeout=60)
+    assert too_big.status_code == 413 and "larger than" in too_big.json()["error"]
+    chunks = (b"x" * 65536 for _ in range(3 * MAX_REQUEST_BYTES // 65536))  # no Content-Length
+    streamed = requests.post(url, data=chunks, headers={**keyed, "Content-Type": JSON}, timeout=60)
+    assert streamed.status_code == 413
+    plain = requests.post(
+        url, data="{}", headers={**keyed, "Content-Type": "text/plain"}, timeout=10
+    )
+    assert plain.status_code == 415 and "application/json" in plain.json()["error"]
+
+
+def test_explanations_and_predictions_at_once(service) -> None:
+    """Ten explanations at once (one runs, four wait, the rest get a retryable 503, see
+    test_limits.py), with predictions and health checks among them: all answered."""
+    text = "a gorgeous witty and moving film " * 12
+    with ThreadPoolExecutor(12) as pool:
+        explains = [pool.submit(post, service, "/explain", {"text": text}) for _ in range(10)]
+        predictions = [post(service, "/predict", {"text": "fine"}) for _ in range(5)]
+        health = requests.get(service["url"] + "/healthz", timeout=10)
+        explained = [future.result() for future in explains]
+    assert all(answer.status_code == 200 for answer in predictions), [
+        (a.status_code, a.text) for a in predictions
     ]
-
-    def one(i: int) -> int:
-        body = bodies[i % len(bodies)]
-        key = "wrong" if i % 13 == 0 else "default"
-        if isinstance(body, str):
-            return post(service, "/predict", raw=body, key=key).status_code
-        return post(service, "/predict", body, key=key).status_code
-
-    with ThreadPoolExecutor(32) as pool:
-        statuses = list(pool.map(one, range(500)))
-    assert max(statuses) < 500
-    assert statuses.count(200) > 100
-    assert requests.get(service["url"] + "/healthz", timeout=10).status_code == 200
+    assert health.status_code == 200
+    statuses = Counter(answer.status_code for answer in explained)
+    assert set(statuses) <= {200, 503} and statuses[200] >= 1, [
+        a.text for a in explained if a.status_code not in (200, 503)
+    ]
+    refused = [answer for answer in explained if answer.status_code == 503]
+    assert all(answer.headers.get("retry-after") == "1" for answer in refused), [
+        (a.headers, a.text) for a in refused
+    ]
+    print("explain statuses with 10 at once:", dict(statuses))
 
 
 def test_gate_rejects_worse_promotes_better_and_rolls_back(

@@ -9,7 +9,7 @@ import pytest
 
 from hpo.core.errors import UserError
 from hpo.trainables.config import DataConfig
-from hpo.trainables.data import choose_source, load_splits, parse_hub_source
+from hpo.trainables.data import choose_source, load_splits, parse_hub_source, read_table
 
 ROWS = pd.DataFrame(
     {
@@ -44,6 +44,34 @@ def test_every_file_type_reads_the_same(tmp_path: Path, suffix: str) -> None:
     assert splits.train.labels.tolist() == [1, 0, 0, 1, 1, 0]
     assert splits.labels.id2label == {0: "neg", 1: "pos"}
     assert splits.test is None
+
+
+def test_glue_tsv_takes_quotes_as_text(tmp_path: Path) -> None:
+    """GLUE's .tsv files never quote: a lone `"` in a text must not swallow the next rows."""
+    path = tmp_path / "train.tsv"
+    path.write_text(
+        "sentence\tlabel\n"
+        'the " director\'s cut " is longer\t1\n'
+        'a 12" record\t0\n'
+        '"quoted" start\t1\n'
+        "\t0\n"
+    )
+    frame = read_table("train", str(path))
+    assert frame.sentence.tolist() == [
+        'the " director\'s cut " is longer',
+        'a 12" record',
+        '"quoted" start',
+        "",
+    ]
+    assert frame.label.tolist() == [1, 0, 1, 0]
+
+
+def test_csv_keeps_quoting_for_commas_tabs_and_quotes(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    path.write_text('sentence,label\n"a tab\there, a comma",1\n"she said ""fine""",0\n,1\n')
+    frame = read_table("train", str(path))
+    assert frame.sentence.tolist() == ["a tab\there, a comma", 'she said "fine"', ""]
+    assert frame.label.tolist() == [1, 0, 1]
 
 
 def test_string_labels_any_number_of_classes(tmp_path: Path) -> None:
