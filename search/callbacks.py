@@ -5,17 +5,22 @@ budget that ends a comparison's arm. The bookkeeping they do lives in modules wi
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import time
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback, Stopper
 from rich.console import Console
 
-from hpo.core.rundir import CURVE, TENSORBOARD
+from hpo.core.rundir import CURVE, DISK_STOP, TENSORBOARD
 from hpo.core.storage import StorageDir
 from hpo.search.compute import ComputeLedger
 from hpo.search.results import better
 from hpo.search.tensorboard import TensorBoardLayout, TensorBoardWriter
+from hpo.search.tune_results import CHECKPOINT_PATH, snapshots_on_disk
 
 UPLOAD_EVERY_S = 60.0
 """How often the logs of a run in a bucket are uploaded while it runs (and once at its end)."""
@@ -136,15 +141,87 @@ class TensorBoardCallback(Callback):
         self.writer.set_state(state)
 
 
+def _folder_bytes(folder: str) -> int:
+    root = Path(folder)
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) if root.is_dir() else 0
+
+
+class DiskGuard(Callback):
+    """Stops the sweep, as Ctrl-C would (resumable, every file whole), when the disk of a local
+    run dir has less room than the next checkpoints need: twice the largest checkpoint per
+    concurrent trial, and at least MIN_FREE_BYTES. Running out mid-write would leave Tune's
+    own state torn, and the sweep could not be resumed. The runner reads the marker it leaves
+    and says why the sweep stopped."""
+
+    MIN_FREE_BYTES = 20_000_000
+
+    def __init__(self, run: StorageDir, max_concurrent: int) -> None:
+        self.run, self.max_concurrent = run, max_concurrent
+        self.largest_checkpoint = 0
+        self.stopping = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "stopping": False}
+
+    def _saw(self, folder: str) -> None:
+        if not self.run.remote:
+            self.largest_checkpoint = max(self.largest_checkpoint, _folder_bytes(folder))
+
+    def on_checkpoint(
+        self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any
+    ) -> None:
+        self._saw(checkpoint.path)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        if isinstance(result.get(CHECKPOINT_PATH), str):  # a Ray Train checkpoint
+            self._saw(result[CHECKPOINT_PATH])
+
+    def needed_bytes(self) -> int:
+        return max(self.MIN_FREE_BYTES, 2 * self.max_concurrent * self.largest_checkpoint)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self.run.remote or self.stopping:
+            return
+        free = shutil.disk_usage(self.run.local).free
+        if free < self.needed_bytes():
+            self.stopping = True
+            self.run.write_text(DISK_STOP, f"{free} {self.needed_bytes()}\n")
+            os.kill(os.getpid(), signal.SIGINT)  # Tune's own graceful stop, as on Ctrl-C
+
+
 class SampleBudget(Stopper):
     """Ends the whole experiment once its trials have trained on `samples` examples, so that
-    every arm of a comparison gets the same compute whatever its scheduler does with it."""
+    every arm of a comparison gets the same compute whatever its scheduler does with it.
 
-    def __init__(self, samples: int) -> None:
+    Tune restores a stopper as it was pickled when the experiment began, so after a resume
+    its ledger starts from the trials' results on disk (once per process): trials that ended
+    before the interruption still count.
+    """
+
+    def __init__(self, samples: int, run_location: str) -> None:
         self.samples = samples
+        self.run_location = run_location
         self.ledger = ComputeLedger()
+        self._caught_up = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_caught_up": False}
+
+    def _catch_up(self) -> None:
+        self._caught_up = True
+        try:
+            trials = snapshots_on_disk(StorageDir(self.run_location))
+        except (ValueError, FileNotFoundError):  # no experiment state yet: a new run
+            return
+        for trial in trials:
+            if trial.rows:
+                self.ledger.add(trial.trial_id, int(trial.rows[-1].get("samples", 0)))
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        if not self._caught_up:
+            self._catch_up()
         self.ledger.add(trial_id, int(result.get("samples", 0)))
         return False
 

@@ -21,19 +21,21 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import yaml
+from ray import tune
 from rich.console import Console
 
-from hpo.core.errors import UserError
+from hpo.core.errors import SweepInterrupted, UserError
 from hpo.core.rundir import ARMS, PLAN, SWEEP_COPY, TRAINING_STATE
 from hpo.core.storage import StorageDir
 from hpo.search.prepare import Prepared, prepare
 from hpo.search.ray_setup import RayTarget, connect_ray, cpus_needed
-from hpo.search.report import write_comparison_report
-from hpo.search.runner import new_run_dir, run_prepared
+from hpo.search.report import read_plan, write_comparison_report
+from hpo.search.results import read_summary
+from hpo.search.runner import new_run_dir, resume_prepared, run_prepared
 from hpo.search.schedulers import SCHEDULERS, Budget, SuccessiveHalvingConfig
 from hpo.search.space import Dimension, as_grid
 from hpo.search.sweep import Sweep
-from hpo.search.sweepfile import parse_sweep, sweep_to_yaml
+from hpo.search.sweepfile import load_sweep, parse_sweep, sweep_to_yaml
 from hpo.search.tensorboard import TensorBoardLayout
 
 
@@ -165,6 +167,59 @@ def _write_plan(
     compare_dir.push(PLAN, SWEEP_COPY)
 
 
+def _run_arms(
+    compare_dir: StorageDir,
+    sweep: Sweep,
+    prepared: Prepared,
+    budget: int,
+    arms: list[Arm],
+    *,
+    embedded: bool,
+    console: Console,
+) -> None:
+    """Runs the arms one after the other: an arm with a summary is done and kept, an
+    interrupted one resumes, the others start."""
+    train_examples = len(prepared.data.train)
+    sweeps = {
+        arm: arm_sweep(sweep, arm, budget, train_examples, compare_dir.child(ARMS)) for arm in arms
+    }  # every arm's sweep is checked before the first one runs
+    for number, arm in enumerate(arms, 1):
+        run = compare_dir.child(ARMS, arm.name)
+        console.rule(f"arm {number}/{len(arms)}: {arm.name}")
+        try:
+            if read_summary(run) is not None:
+                console.print("finished before: kept")
+                continue
+            if tune.Tuner.can_restore(run.location):
+                resume_prepared(
+                    sweeps[arm],
+                    prepared,
+                    run,
+                    embedded=embedded,
+                    console=console,
+                    budget_samples=budget,
+                )
+            else:
+                run.remove()  # what an arm left before Tune saved any state
+                run_prepared(
+                    sweeps[arm],
+                    prepared,
+                    run,
+                    embedded=embedded,
+                    console=console,
+                    layout=_layout(compare_dir, arm),
+                    budget_samples=budget,
+                )
+        except SweepInterrupted:
+            raise SweepInterrupted(
+                f"the comparison stopped in arm {arm.name}; continue it with "
+                f"`hpo resume {compare_dir}`"
+            ) from None
+        # An ended arm is never resumed: its checkpoints keep the model and tokenizer but not
+        # the optimizer state, two thirds of their size (180 of 270 MB for MiniLM).
+        run.remove_files(TRAINING_STATE)
+
+
 def run_comparison(
     sweep: Sweep, *, target: RayTarget | None = None, console: Console | None = None
 ) -> StorageDir:
@@ -177,9 +232,8 @@ def run_comparison(
     )
     arms = plan_arms(sweep)
     compare_dir = new_run_dir(sweep, f"{sweep.name}-compare")
-    sweeps = {
-        arm: arm_sweep(sweep, arm, budget, train_examples, compare_dir.child(ARMS)) for arm in arms
-    }
+    for arm in arms:  # every arm's sweep is checked before Ray starts
+        arm_sweep(sweep, arm, budget, train_examples, compare_dir.child(ARMS))
     embedded = connect_ray(
         target or RayTarget(), num_cpus=cpus_needed(sweep), offline=prepared.offline
     )
@@ -190,19 +244,39 @@ def run_comparison(
         f"{budget:,} training samples each ({budget / train_examples:.1f} epochs)\n"
         f"comparison dir: {compare_dir}"
     )
-    for number, arm in enumerate(arms, 1):
-        console.rule(f"arm {number}/{len(arms)}: {arm.name}")
-        run_prepared(
-            sweeps[arm],
-            prepared,
-            compare_dir.child(ARMS, arm.name),
-            embedded=embedded,
-            console=console,
-            layout=_layout(compare_dir, arm),
-            budget_samples=budget,
+    _run_arms(compare_dir, sweep, prepared, budget, arms, embedded=embedded, console=console)
+    write_comparison_report(compare_dir)
+    return compare_dir
+
+
+def resume_comparison(
+    compare_dir: StorageDir, *, target: RayTarget | None = None, console: Console | None = None
+) -> StorageDir:
+    """Continues an interrupted comparison: finished arms are kept, the interrupted one resumes
+    under the same budget, the others run; then the report."""
+    console = console or Console()
+    compare_dir.pull(PLAN, SWEEP_COPY)
+    plan = read_plan(compare_dir)
+    sweep = load_sweep(compare_dir.local / SWEEP_COPY)
+    prepared = prepare(sweep)
+    if len(prepared.data.train) != plan["train_examples"]:
+        raise UserError(
+            f"{compare_dir}: the training data changed ({len(prepared.data.train)} examples, "
+            f"the comparison began with {plan['train_examples']}); start a new comparison"
         )
-        # An ended arm is never resumed: its checkpoints keep the model and tokenizer but not
-        # the optimizer state, two thirds of their size (180 of 270 MB for MiniLM).
-        compare_dir.child(ARMS, arm.name).remove_files(TRAINING_STATE)
+    arms = [Arm(a["algorithm"], a["scheduler"], a["seed"]) for a in plan["arms"]]
+    embedded = connect_ray(
+        target or RayTarget(), num_cpus=cpus_needed(sweep), offline=prepared.offline
+    )
+    console.print(f"resuming [bold]compare {sweep.name}[/] in {compare_dir}")
+    _run_arms(
+        compare_dir,
+        sweep,
+        prepared,
+        plan["budget_samples"],
+        arms,
+        embedded=embedded,
+        console=console,
+    )
     write_comparison_report(compare_dir)
     return compare_dir

@@ -10,11 +10,13 @@ Pure bookkeeping: the Tune callbacks that feed it are in `hpo.search.callbacks`.
 from __future__ import annotations
 
 import csv
+import io
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from hpo.core.storage import write_atomically
 from hpo.search.results import better
 
 
@@ -56,6 +58,7 @@ class CurveTracker:
         self.metric, self.mode = metric, mode
         self.ledger = ComputeLedger()
         self.best: float | None = None
+        self.points = 0  # the points made so far (curve.csv's rows)
         self._elapsed_before = 0.0
         self._started = time.monotonic()
 
@@ -75,42 +78,68 @@ class CurveTracker:
         value = float(value)
         if self.best is None or better(value, self.best, self.mode):
             self.best = value
+        self.points += 1
         return CurvePoint(total, round(self.seconds, 3), trial_id, value, self.best)
 
     def get_state(self) -> dict[str, Any]:
-        return {"per_trial": self.ledger.per_trial, "best": self.best, "seconds": self.seconds}
+        return {
+            "per_trial": self.ledger.per_trial,
+            "best": self.best,
+            "seconds": self.seconds,
+            "points": self.points,
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.ledger = ComputeLedger(state["per_trial"])
         self.best = state["best"]
+        self.points = state.get("points", 0)
         self._elapsed_before = state["seconds"]
         self._started = time.monotonic()
 
 
 def append_point(path: Path, point: CurvePoint) -> None:
-    columns = [f.name for f in fields(CurvePoint)]
-    new = not path.exists()
+    """Adds one row, in one write (a crash tears at most the last row, which readers skip)."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=[f.name for f in fields(CurvePoint)])
+    if not path.exists():
+        writer.writeheader()
+    writer.writerow(asdict(point))
     with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        if new:
-            writer.writeheader()
-        writer.writerow(asdict(point))
+        handle.write(text.getvalue())
+
+
+def _point(row: dict[str, str]) -> CurvePoint | None:
+    try:
+        return CurvePoint(
+            int(row["samples"]),
+            float(row["seconds"]),
+            row["trial_id"],
+            float(row["value"]),
+            float(row["best"]),
+        )
+    except (KeyError, TypeError, ValueError):  # a row torn by a crash mid-write
+        return None
 
 
 def read_curve(path: Path) -> list[CurvePoint]:
     if not path.is_file():
         return []
     with open(path, newline="") as handle:
-        return [
-            CurvePoint(
-                int(row["samples"]),
-                float(row["seconds"]),
-                row["trial_id"],
-                float(row["value"]),
-                float(row["best"]),
-            )
-            for row in csv.DictReader(handle)
-        ]
+        points = (_point(row) for row in csv.DictReader(handle))
+        return [point for point in points if point is not None]
+
+
+def keep_points(path: Path, count: int) -> None:
+    """Cuts curve.csv back to its first `count` points: after `hpo resume`, the curve goes on
+    from Tune's last snapshot, which may be older than the file."""
+    points = read_curve(path)
+    if len(points) <= count:
+        return
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=[f.name for f in fields(CurvePoint)])
+    writer.writeheader()
+    writer.writerows(asdict(point) for point in points[:count])
+    write_atomically(path, text.getvalue())
 
 
 def within_budget(points: list[CurvePoint], budget: int | None) -> list[CurvePoint]:

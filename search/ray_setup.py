@@ -4,6 +4,7 @@ cluster; the environment of every trial process; and Tune's known log noise filt
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -110,20 +111,31 @@ def _callers_sigterm_kept() -> Iterator[None]:
 
 
 class _KnownTuneNoise(logging.Filter):
-    """Drops two known-harmless messages of Tune's experiment-state logger: its background
-    upload listing the searcher's temporary file, which is renamed before the copy reaches it
-    (the next upload copies the renamed file), and its warning that snapshots happen often,
-    which every trial that checkpoints at each evaluation triggers."""
+    """Drops known-harmless or repeated messages of Tune's loggers:
+    - its background upload listing the searcher's temporary file, which is renamed before the
+      copy reaches it (the next upload copies the renamed file);
+    - its warning that snapshots happen often, which every trial that checkpoints at each
+      evaluation triggers;
+    - a failed trial's traceback, which is in the trial's error.txt, whose path the console
+      progress prints;
+    - failed uploads for want of disk space, which the runner reports as one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, FileNotFoundError) and "-tmp-" in str(error):
             return False
-        return "snapshotting has been triggered" not in record.getMessage()
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return False
+        message = record.getMessage()
+        return not message.startswith(("Trial task failed", "Experiment state snapshotting"))
+
+
+TUNE_LOGGERS = ("ray.tune.execution.experiment_state", "ray.tune.execution.tune_controller")
 
 
 def quiet_tune_logs() -> None:
     """Filters Tune's known noise (once per process)."""
-    logger = logging.getLogger("ray.tune.execution.experiment_state")
-    if not any(isinstance(f, _KnownTuneNoise) for f in logger.filters):
-        logger.addFilter(_KnownTuneNoise())
+    for name in TUNE_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _KnownTuneNoise) for f in logger.filters):
+            logger.addFilter(_KnownTuneNoise())

@@ -30,7 +30,7 @@ from hpo.core.rundir import (
     TENSORBOARD,
     curves_plot,
 )
-from hpo.core.storage import StorageDir
+from hpo.core.storage import StorageDir, write_atomically
 from hpo.search.analysis import (
     AlgorithmRow,
     ArmResult,
@@ -112,7 +112,7 @@ class Comparison:
         }
 
 
-def _read_plan(compare_dir: StorageDir) -> dict[str, Any]:
+def read_plan(compare_dir: StorageDir) -> dict[str, Any]:
     path = compare_dir.local / PLAN
     if not path.is_file():
         raise UserError(f"{compare_dir} is not a comparison dir (it has no {PLAN})")
@@ -121,7 +121,7 @@ def _read_plan(compare_dir: StorageDir) -> dict[str, Any]:
 
 def compare_arms(compare_dir: StorageDir) -> Comparison:
     """Reads the finished arms of a comparison dir and computes its table and verdicts."""
-    plan = _read_plan(compare_dir)
+    plan = read_plan(compare_dir)
     mode = plan["mode"]
     arms = [a for a in load_arms(compare_dir, plan) if a.curve]
     if not arms:
@@ -331,6 +331,6 @@ def write_run_report(run: StorageDir) -> Path:
     importance = Importance.of(read_trials(run), sweep.space, summary["mode"])
     importance_lines = importance.section(importance.plot(directory))
     report = directory / REPORT
-    report.write_text(_run_markdown(summary, curve_pictures, importance_lines))
+    write_atomically(report, _run_markdown(summary, curve_pictures, importance_lines))
     run.push(RUN_REPORT)
     return report

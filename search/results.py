@@ -131,6 +131,11 @@ def make_record(snapshot: TrialSnapshot, objective: Objective, *, sweep_over: bo
     return record
 
 
+def samples_trained(trials: list[TrialSnapshot]) -> int:
+    """Training samples of all trials together: each trial's running count, last report."""
+    return sum(int(t.rows[-1].get("samples", 0)) for t in trials if t.rows)
+
+
 def best_trial(records: list[TrialRecord], mode: str) -> TrialRecord | None:
     """The trial whose best evaluation is best, among those with a checkpoint of it."""
     best = None

@@ -8,6 +8,9 @@ Tune returns, writes the run's results in one pass: Tune's results become plain 
 
 from __future__ import annotations
 
+import errno
+import os
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,11 +19,11 @@ import ray
 from ray import tune
 from rich.console import Console
 
-from hpo.core.errors import SweepInterrupted, UserError
-from hpo.core.rundir import CURVE, SWEEP_COPY, TENSORBOARD
+from hpo.core.errors import DiskFull, SweepInterrupted, UserError
+from hpo.core.rundir import CURVE, DISK_STOP, SWEEP_COPY, TENSORBOARD
 from hpo.core.storage import StorageDir, check_bucket
 from hpo.search.algorithms import SearchSettings
-from hpo.search.callbacks import ConsoleProgress, SampleBudget, TensorBoardCallback
+from hpo.search.callbacks import ConsoleProgress, DiskGuard, SampleBudget, TensorBoardCallback
 from hpo.search.prepare import Prepared, prepare
 from hpo.search.ray_setup import (
     RayTarget,
@@ -34,6 +37,7 @@ from hpo.search.results import (
     TrialSnapshot,
     build_summary,
     make_record,
+    samples_trained,
     write_results,
     write_trials,
 )
@@ -45,6 +49,8 @@ from hpo.search.tensorboard import TensorBoardLayout
 from hpo.search.tune_results import snapshots, snapshots_on_disk
 from hpo.trainables.job import TrainJob
 from hpo.trainables.trainable import make_trainable
+
+NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", in a trial's error
 
 
 def make_job(sweep: Sweep, prepared: Prepared, run: StorageDir, embedded: bool) -> TrainJob:
@@ -69,6 +75,7 @@ def make_job(sweep: Sweep, prepared: Prepared, run: StorageDir, embedded: bool) 
         use_gpu=use_gpu,
         launcher=launcher,
         run_dir=run.location,
+        max_failures=sweep.search.max_failures,
     )
 
 
@@ -106,8 +113,10 @@ def _tune_configs(
         callbacks=[
             ConsoleProgress(metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs),
             TensorBoardCallback(layout, run=run, metric=sweep.metric, mode=sweep.mode),
+            DiskGuard(run, sweep.search.max_concurrent),
         ],
         stop=sample_budget,
+        failure_config=tune.FailureConfig(max_failures=sweep.search.max_failures),
         verbose=0,
     )
     return tune_config, run_config
@@ -141,13 +150,13 @@ def _interrupted(
 @dataclass(frozen=True)
 class _Experiment:
     """One sweep in its run dir: what Tune's experiment is built from, and what its results
-    are written with. `budget` ends a comparison's arm (None for a sweep)."""
+    are written with. `budget_samples` ends a comparison's arm (None for a sweep)."""
 
     sweep: Sweep
     run: StorageDir
     prepared: Prepared
     job: TrainJob
-    budget: SampleBudget | None = None
+    budget_samples: int | None = None
 
 
 def _run_facts(experiment: _Experiment) -> dict[str, Any]:
@@ -168,26 +177,38 @@ def _run_facts(experiment: _Experiment) -> dict[str, Any]:
         "threads_per_worker": job.threads,
         "use_gpu": job.use_gpu,
         "ray_version": ray.__version__,
-        "budget_samples": None if experiment.budget is None else experiment.budget.samples,
+        "budget_samples": experiment.budget_samples,
     }
 
 
 def _finish(experiment: _Experiment, results: Any, wall_s: float) -> dict[str, Any]:
     """Writes the run's results: trials.csv/json while trials are left (and raises
     SweepInterrupted), else those and summary.json; returns the summary."""
-    sweep, run, job, budget = experiment.sweep, experiment.run, experiment.job, experiment.budget
+    sweep, run, job = experiment.sweep, experiment.run, experiment.job
     objective = Objective(sweep.metric, sweep.mode, job.max_epochs)
-    budget_spent = budget is not None and budget.stop_all()
+    # The results Tune holds in memory have every trial's final status; its last snapshot on
+    # disk can lag behind (a trial Hyperband paused at its last rung still shows PAUSED).
+    final = snapshots(results)
+    _check_disk_space(run, final)
+    budget = experiment.budget_samples
+    budget_spent = budget is not None and samples_trained(final) >= budget
     on_disk = [] if budget_spent else snapshots_on_disk(run)
     if not budget_spent and _interrupted(sweep, on_disk, len(results), wall_s):
         records = [make_record(s, objective, sweep_over=False) for s in on_disk]
         write_trials(run, records, sweep.metric)
+        marker = run.local / DISK_STOP
+        if marker.is_file():
+            free, needed = (int(n) / 1e6 for n in marker.read_text().split())
+            marker.unlink()
+            raise _disk_full(
+                run,
+                f"has {free:.0f} MB left, less than the {needed:.0f} MB the "
+                "next checkpoints need: the sweep stopped before running out",
+            )
         raise SweepInterrupted(
             f"the sweep stopped before its trials ended; continue it with `hpo resume {run}`"
         )
-    # The results Tune holds in memory have every trial's final status; its last snapshot on
-    # disk can lag behind (a trial Hyperband paused at its last rung still shows PAUSED).
-    records = [make_record(s, objective, sweep_over=True) for s in snapshots(results)]
+    records = [make_record(s, objective, sweep_over=True) for s in final]
     summary = build_summary(
         records,
         name=sweep.name,
@@ -218,12 +239,47 @@ def _restore_tuner(run: StorageDir, trainable: Any) -> Any:
         raise
 
 
+def _disk_full(run: StorageDir, why: str = "is full (no space left on device)") -> DiskFull:
+    return DiskFull(
+        f"the disk that holds {run} {why}; free some space, then continue the sweep with "
+        f"`hpo resume {run}`"
+    )
+
+
+def _no_space_left(run: StorageDir) -> bool:
+    """Whether the disk of the run dir (its local folder) cannot take another megabyte."""
+    try:
+        with tempfile.TemporaryFile(dir=run.local) as probe:
+            probe.write(b"\0" * 1_000_000)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as err:
+        return err.errno == errno.ENOSPC
+    return False
+
+
+def _check_disk_space(run: StorageDir, final: list[TrialSnapshot]) -> None:
+    """Trials that failed for want of disk space stop the sweep, to be resumed: they would
+    fail again, and a summary written now would end a sweep that can still finish."""
+    if any(s.status == "ERROR" and NO_SPACE in (s.error or "") for s in final):
+        raise _disk_full(run)
+
+
 def _fit(tuner: Any, experiment: _Experiment) -> dict[str, Any]:
     """Runs Tune's experiment to its end (or Ctrl-C), then writes the run's results."""
     quiet_tune_logs()
     started = time.perf_counter()
-    results = tuner.fit()
-    return _finish(experiment, results, time.perf_counter() - started)
+    try:
+        results = tuner.fit()
+        return _finish(experiment, results, time.perf_counter() - started)
+    except DiskFull:
+        raise
+    except Exception:
+        # A full disk surfaces anywhere (a truncated file Tune reads back, a failed write):
+        # whatever failed, a full disk is what the user must fix first.
+        if _no_space_left(experiment.run):
+            raise _disk_full(experiment.run) from None
+        raise
 
 
 def run_sweep(
@@ -260,7 +316,7 @@ def run_prepared(
         f"{job.launcher} with {sweep.train.workers} worker(s) x {job.threads} thread(s)"
         f"{' on GPU' if job.use_gpu else ''}\nrun dir: {run}"
     )
-    budget = None if budget_samples is None else SampleBudget(budget_samples)
+    budget = None if budget_samples is None else SampleBudget(budget_samples, run.location)
     tune_config, run_config = _tune_configs(
         sweep, job, run, layout or TensorBoardLayout(run), budget
     )
@@ -270,22 +326,35 @@ def run_prepared(
         tune_config=tune_config,
         run_config=run_config,
     )
-    return _fit(tuner, _Experiment(sweep, run, prepared, job, budget))
+    return _fit(tuner, _Experiment(sweep, run, prepared, job, budget_samples))
+
+
+def resume_prepared(
+    sweep: Sweep,
+    prepared: Prepared,
+    run: StorageDir,
+    *,
+    embedded: bool,
+    console: Console,
+    budget_samples: int | None = None,
+) -> dict[str, Any]:
+    """Continues an interrupted run on a connected Ray: finished trials keep their results,
+    unfinished ones restart from their last checkpoint, the searcher from its saved state."""
+    # The TensorBoard logger appends to the logs and the curve where the first run left them.
+    run.pull(TENSORBOARD, CURVE)
+    job = make_job(sweep, prepared, run, embedded)
+    console.print(f"resuming [bold]{sweep.name}[/] in {run}")
+    tuner = _restore_tuner(run, make_trainable(job, prepared.data))
+    return _fit(tuner, _Experiment(sweep, run, prepared, job, budget_samples))
 
 
 def resume_sweep(
     run: StorageDir, *, target: RayTarget | None = None, console: Console | None = None
 ) -> dict[str, Any]:
-    """Continues an interrupted sweep: unfinished trials restart from their last checkpoint."""
-    console = console or Console()
+    """Continues an interrupted sweep from its run dir."""
     sweep = load_run_sweep(run)
-    # The TensorBoard logger appends to the logs and the curve where the first run left them.
-    run.pull(TENSORBOARD, CURVE)
     prepared = prepare(sweep)
     embedded = connect_ray(
         target or RayTarget(), num_cpus=cpus_needed(sweep), offline=prepared.offline
     )
-    job = make_job(sweep, prepared, run, embedded)
-    console.print(f"resuming [bold]{sweep.name}[/] in {run}")
-    tuner = _restore_tuner(run, make_trainable(job, prepared.data))
-    return _fit(tuner, _Experiment(sweep, run, prepared, job))
+    return resume_prepared(sweep, prepared, run, embedded=embedded, console=console or Console())

@@ -45,6 +45,12 @@ class SearchConfig(StrictModel):
         description="tpe/hyperopt/gp: random trials before the model guides the search "
         "(default: a quarter of num_samples, at least 2).",
     )
+    max_failures: int = Field(
+        default=0,
+        ge=-1,
+        description="Times a failed trial (its process or a Ray Train worker killed, its node "
+        "lost) is retried from its last checkpoint; -1: always.",
+    )
 
     def trials_requested(self) -> int:
         default = 1 if self.algorithm == "grid" else 8

@@ -28,7 +28,7 @@ from typing import Any
 from hpo.core.errors import UserError
 from hpo.core.rundir import CURVE, TENSORBOARD
 from hpo.core.storage import StorageDir
-from hpo.search.compute import CurvePoint, CurveTracker, append_point
+from hpo.search.compute import CurvePoint, CurveTracker, append_point, keep_points
 from hpo.search.results import better
 from hpo.trainables.metrics import METRICS
 
@@ -194,8 +194,12 @@ class TensorBoardWriter:
         return {"tracker": self.tracker.get_state(), "trial_best": self.trial_best}
 
     def set_state(self, state: dict[str, Any]) -> None:
+        """Resumes from Tune's last snapshot; curve.csv drops the points made after it, which
+        the resumed trials report again."""
         self.tracker.set_state(state["tracker"])
         self.trial_best = state["trial_best"]
+        if "points" in state["tracker"]:
+            keep_points(self.run.local / CURVE, state["tracker"]["points"])
 
 
 def find_logdir(directory: StorageDir) -> Path:

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,63 @@ def start_hpo(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen
     return subprocess.Popen(
         command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 300) -> Any:
+    """Polls `condition` until it returns something truthy; fails the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def processes_named(root: int, title: str) -> list[Any]:
+    """The descendants of process `root` whose command line holds `title` (Ray names its
+    workers `ray::ImplicitFunc.train`, `ray::RayTrainWorker`...)."""
+    import psutil
+
+    found = []
+    for process in psutil.Process(root).children(recursive=True):
+        try:
+            if title in " ".join(process.cmdline()):
+                found.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def kill_tree(root: int) -> None:
+    """SIGKILL to a process and all its descendants at once, as a crash of its machine would
+    end them (an embedded Ray's processes are the driver's children)."""
+    import psutil
+
+    try:
+        parent = psutil.Process(root)
+    except psutil.NoSuchProcess:
+        return
+    family = [parent, *parent.children(recursive=True)]
+    for process in family:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(family, timeout=30)
+
+
+def result_rows(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every report of every trial of a local run dir, from Tune's result.json files."""
+    import json
+
+    rows = {}
+    for result_file in run_dir.glob("*/result.json"):
+        lines = [line for line in result_file.read_text().splitlines() if line.strip()]
+        reports = [json.loads(line) for line in lines]
+        if reports:
+            rows[reports[0]["trial_id"]] = reports
+    return rows
 
 
 def python_output(*lines: str) -> str:

@@ -26,6 +26,7 @@ class TrainJob:
     use_gpu: resolved from `train.use_gpu` against the cluster.
     launcher: resolved from `train.launcher`.
     run_dir: the sweep's run dir (the ray_train launcher keeps its runs there).
+    max_failures: worker-group restarts a Ray Train trial may make from its last checkpoint.
     """
 
     model_source: str
@@ -38,6 +39,7 @@ class TrainJob:
     use_gpu: bool
     launcher: Literal["in_trial", "ray_train"]
     run_dir: str
+    max_failures: int = 0
 
     @property
     def num_reports(self) -> int:

@@ -28,7 +28,7 @@ def _train_with_ray_train(config: dict[str, Any], job: TrainJob, data: EncodedDa
     """One Ray Train run per trial, named after the trial: when Tune pauses and later restarts
     the trial, Ray Train finds its run in storage and resumes from the latest checkpoint."""
     from ray import tune
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -46,6 +46,8 @@ def _train_with_ray_train(config: dict[str, Any], job: TrainJob, data: EncodedDa
             name=tune.get_context().get_trial_id(),
             storage_path=os.path.join(job.run_dir, TRAIN_RUNS),
             callbacks=[TuneReportCallback()],
+            # a lost worker restarts the group from the latest checkpoint, within the trial
+            failure_config=FailureConfig(max_failures=job.max_failures),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=1,
                 checkpoint_score_attribute=job.metric,

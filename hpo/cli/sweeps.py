@@ -85,19 +85,24 @@ def run(
 
 
 def resume(
-    run_dir: RunDirArg,
+    run_dir: Annotated[str, typer.Argument(help="A run dir or a comparison dir (folder or URI).")],
     address: AddressOption = None,
     no_serve: NoServeOption = False,
     keep_serving: KeepServingOption = True,
     detach: DetachOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Continue an interrupted sweep from its run dir (then deploy, as `hpo run`)."""
-    from hpo.search.runner import resume_sweep  # imports Ray and torch
+    """Continue an interrupted sweep (then deploy, as `hpo run`) or comparison."""
+    from hpo.search.compare import resume_comparison  # imports Ray and torch
+    from hpo.search.runner import resume_sweep
 
-    summary = resume_sweep(
-        StorageDir.at(run_dir), target=ray_target(address, verbose), console=console
-    )
+    folder = StorageDir.at(run_dir)
+    folder.pull(PLAN)
+    if (folder.local / PLAN).is_file():
+        resume_comparison(folder, target=ray_target(address, verbose), console=console)
+        _print_comparison(folder)
+        return
+    summary = resume_sweep(folder, target=ray_target(address, verbose), console=console)
     print_best(summary)
     serve_after_sweep(summary, no_serve=no_serve, keep_serving=keep_serving, detach=detach)
 

@@ -8,3 +8,7 @@ class UserError(Exception):
 
 class SweepInterrupted(UserError):
     """A sweep stopped before every trial ended (Ctrl-C); `hpo resume` continues it."""
+
+
+class DiskFull(UserError):
+    """The storage ran out of space mid-sweep; the run dir stays resumable."""

@@ -22,6 +22,8 @@ RUN_REPORT = "report"
 """The folder where `hpo report RUN_DIR` writes report.md and its plots."""
 TRAIN_RUNS = "train_runs"
 """Where the ray_train launcher keeps one Ray Train run per trial."""
+DISK_STOP = ".disk_stop"
+"""Left by a sweep stopped because its disk filled up: free and needed bytes."""
 
 # --- a checkpoint (a `save_pretrained` folder) -----------------------------------------------
 TRAINING_STATE = "training_state.pt"

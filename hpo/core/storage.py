@@ -329,6 +329,17 @@ class StorageDir:
             elif not target.is_dir():
                 target.unlink(missing_ok=True)
 
+    def remove(self) -> None:
+        """Deletes this folder and what it holds (its local mirror too), if it exists."""
+        shutil.rmtree(self.local, ignore_errors=True)
+        if not self.remote or not self.exists():
+            return
+        fs, path = filesystem(self.location)
+        try:
+            fs.delete_dir(path)
+        except OSError as err:
+            raise UserError(f"{self.location}: cannot delete it ({err})") from None
+
     def remove_files(self, filename: str) -> None:
         """Deletes every file called `filename` beneath this folder."""
         fs, path = filesystem(self.location)

@@ -12,7 +12,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hpo.cluster.local import LocalCluster, _alive, cluster_down, cluster_nodes, cluster_up
+from hpo.cluster.local import (
+    LocalCluster,
+    NodeProcess,
+    _alive,
+    cluster_down,
+    cluster_nodes,
+    cluster_up,
+)
 from tests.helpers import run_hpo, tiny_sweep, write_yaml
 
 pytestmark = pytest.mark.usefixtures("data_dir")
@@ -149,3 +156,19 @@ def test_cluster_down_stops_exactly_what_up_started(cluster) -> None:
     assert not state.exists()
     record = Path("/tmp/ray/ray_current_cluster")  # else ray.init() would join a dead cluster
     assert not record.exists() or record.read_text().strip() != started.address
+
+
+def test_cluster_down_leaves_a_pid_that_is_no_longer_ray_alone(tmp_path: Path) -> None:
+    """A state file outliving its cluster (a reboot, reused pids): `down` signals nothing that
+    is not a `ray start`."""
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        state = tmp_path / "state.json"
+        LocalCluster(
+            "127.0.0.1:1", "http://127.0.0.1:2", [NodeProcess("head", bystander.pid, 0, "log")]
+        ).save(state)
+        assert cluster_down(state) == []
+        assert bystander.poll() is None  # still running
+    finally:
+        bystander.kill()
+        bystander.wait()

@@ -227,3 +227,14 @@ def test_hpo_serve_deploys_from_the_bucket(bucket_run: dict, s3: dict[str, str])
     ]
     assert [(e["decision"], e["checkpoint"]) for e in ledger] == [("promoted", best)]
     assert "api_key" not in objects("runs", s3)  # the key never goes to the bucket
+
+
+def test_a_bucket_key_cannot_lead_out_of_its_download_folder(tmp_path: Path) -> None:
+    from hpo.core.storage import inside
+
+    assert inside(tmp_path, "checkpoint/model.safetensors", "s3://b/c") == (
+        tmp_path / "checkpoint" / "model.safetensors"
+    )
+    for key in ("../outside", "a/../../outside", "/etc/passwd"):
+        with pytest.raises(UserError, match="leads out of"):
+            inside(tmp_path, key, "s3://b/c")

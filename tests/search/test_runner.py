@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from hpo.core.rundir import TRIALS
 from hpo.search.runner import run_sweep
 from hpo.search.sweepfile import parse_sweep
-from tests.helpers import tiny_sweep
+from tests.helpers import result_rows, tiny_sweep
 
 pytestmark = pytest.mark.usefixtures("ray_session", "data_dir")
 
@@ -23,13 +22,7 @@ def sweep_of(tiny_model: str, tmp_path: Path, **sections: Any):
 
 def trial_rows(summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Every report of every trial, from Tune's result.json files."""
-    run_dir = Path(summary["run_dir"])
-    rows = {}
-    for result_file in run_dir.glob("*/result.json"):
-        reports = [json.loads(line) for line in result_file.read_text().splitlines()]
-        if reports:
-            rows[reports[0]["trial_id"]] = reports
-    return rows
+    return result_rows(Path(summary["run_dir"]))
 
 
 def trials_table(summary: dict[str, Any]) -> pd.DataFrame:
