@@ -3,7 +3,9 @@
 #               model with Ray Serve and prints its answers to a few reviews
 #   make test   installs the test extras too and runs the whole suite
 # and for contributors, `make lint`: ruff (lint and format) and deptry (declared dependencies);
-# the import layers are checked by the suite (tests/test_layers.py).
+# the import layers are checked by the suite (tests/test_layers.py); `make test-faults` runs the
+# long fault-injection tests (a node killed, a bucket run's driver killed) that `make test`
+# leaves out to stay near 15 minutes. CI runs all three.
 PYTHON ?= python3
 VENV ?= .venv
 # The CPU build by default (pip takes it from this machine's disk); GPU users override it,
@@ -16,7 +18,7 @@ export HPO_DATA
 
 BIN := $(VENV)/bin
 
-.PHONY: install install-test demo test lint clean
+.PHONY: install install-test demo test test-faults lint clean
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
@@ -37,7 +39,10 @@ demo: install
 	$(BIN)/hpo run examples/sst2.yaml --no-keep-serving
 
 test: install-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not faults"
+
+test-faults: install-test
+	$(BIN)/python -m pytest -m faults
 
 lint: install-test
 	$(BIN)/ruff check .

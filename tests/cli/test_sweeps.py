@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import python_output, run_hpo, start_hpo, sweep_tree, tiny_sweep, write_yaml
+from tests.helpers import (
+    free_port,
+    python_output,
+    run_hpo,
+    start_hpo,
+    sweep_tree,
+    tiny_sweep,
+    write_yaml,
+)
 
 pytestmark = pytest.mark.usefixtures("data_dir")
 
@@ -103,8 +111,13 @@ def test_run_best_and_status(tiny_model: str, tmp_path: Path) -> None:
     assert again.returncode == 0 and (tmp_path / "runs" / "tiny-2" / "summary.json").is_file()
 
 
-def test_interrupted_sweep_resumes(tiny_model: str, tmp_path: Path) -> None:
-    """Ctrl-C after the first report; `hpo resume` runs the remaining trials to the end."""
+CLEAN_EXIT = ("Traceback", "Aborted", "core dumped", "Fatal Python error", "*** SIG")
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_sweep_resumes(stop: int, tiny_model: str, tmp_path: Path) -> None:
+    """Ctrl-C (or SIGTERM, as Kubernetes and systemd stop processes) after the first report:
+    a clean stop with exit code 130; `hpo resume` runs the remaining trials to the end."""
     tree = tiny_sweep(
         tiny_model,
         tmp_path / "runs",
@@ -119,10 +132,11 @@ def test_interrupted_sweep_resumes(tiny_model: str, tmp_path: Path) -> None:
         path.stat().st_size for path in run_dir.glob("*/result.json")
     ):
         time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert f"hpo resume {run_dir}" in stderr
+    assert not any(mark in stderr for mark in CLEAN_EXIT), stderr
     assert not (run_dir / "summary.json").exists()
 
     done = run_hpo("resume", str(run_dir), "--no-serve")
@@ -138,3 +152,22 @@ def test_compare_flags_become_compare_keys_and_bad_ones_are_named(tmp_path: Path
     assert done.returncode == 2
     assert "compare.algorithms.1" in done.stderr and "compare.budget" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_sigterm_stops_a_foreground_service_cleanly(tiny_model: str, tmp_path: Path) -> None:
+    """`hpo run` ends serving in the foreground; SIGTERM stops the service as Ctrl-C does."""
+    tree = tiny_sweep(
+        tiny_model, tmp_path / "runs", search={"algorithm": "random", "num_samples": 1}
+    )
+    tree["serve"] = {"port": free_port()}
+    process = start_hpo("run", str(write_yaml(tmp_path / "s.yaml", tree)))
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "serving until Ctrl-C" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, "".join(lines) + stdout + stderr
+    assert "stopped serving" in stdout
+    assert not any(mark in stderr for mark in CLEAN_EXIT), stderr

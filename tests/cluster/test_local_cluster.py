@@ -6,6 +6,8 @@ processes that `up` started."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from hpo.cluster.local import (
     cluster_nodes,
     cluster_up,
 )
-from tests.helpers import run_hpo, tiny_sweep, write_yaml
+from tests.helpers import result_rows, run_hpo, start_hpo, tiny_sweep, wait_for, write_yaml
 
 pytestmark = pytest.mark.usefixtures("data_dir")
 
@@ -172,3 +174,71 @@ def test_cluster_down_leaves_a_pid_that_is_no_longer_ray_alone(tmp_path: Path) -
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_sigterm_while_a_cluster_starts_leaves_nothing_running(tmp_path: Path) -> None:
+    """`hpo cluster up` stopped with SIGTERM (as Ctrl-C) once its head is up: it stops the
+    nodes it started, forgets the state file, and exits with 130 without a stack dump."""
+    state = tmp_path / "state.json"
+    process = start_hpo(
+        "cluster", "up", "--workers", "2", "--state", str(state), env={"RAY_AUTH_MODE": "token"}
+    )
+    started = wait_for(lambda: state.is_file() and LocalCluster.load(state), "the head node")
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert not state.exists()
+    assert not any(_alive(node.pid) for node in started.nodes)
+    assert not any(mark in stderr for mark in ("Traceback", "Aborted", "core dumped")), stderr
+
+
+@pytest.mark.faults
+def test_a_lost_node_loses_no_trial(tiny_model: str, tmp_path: Path) -> None:
+    """Two trials at once on two worker nodes; node 2 is killed (its raylet and workers,
+    SIGKILL) after both have reported: its trial is retried on node 1 from its checkpoint
+    (search.max_failures), and both finish."""
+    state = tmp_path / "state.json"
+    started = cluster_up(
+        2, cpus_per_node=1, head_cpus=0, port=None, dashboard_port=None, state_file=state
+    )
+    try:
+        nodes = cluster_nodes(started.address)
+        tree = tiny_sweep(
+            tiny_model,
+            tmp_path / "runs",
+            search={
+                "algorithm": "random",
+                "num_samples": 2,
+                "max_concurrent": 2,
+                "max_failures": 2,
+            },
+            scheduler={"name": "fifo", "max_epochs": 4},
+            train={"evals_per_epoch": 4, "cpus_per_worker": 1},
+        )
+        tree["data"]["max_train_samples"] = 4096  # seconds per epoch: still training when hit
+        run_dir = tmp_path / "runs" / "tiny"
+        process = start_hpo(
+            "run",
+            str(write_yaml(tmp_path / "sweep.yaml", tree)),
+            "--address",
+            started.address,
+            "--no-serve",
+            env={"RAY_AUTH_MODE": "token"},
+        )
+        wait_for(lambda: len([r for r in result_rows(run_dir).values() if r]) == 2, "2 trials")
+        on_node_2 = [
+            t for t, rows in result_rows(run_dir).items() if rows[-1]["node_id"] == nodes["2"]
+        ]
+        (node_2,) = [node for node in started.nodes if node.name == "2"]
+        os.killpg(node_2.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=900)
+        assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
+        trials = pd.read_csv(run_dir / "trials.csv")
+        assert list(trials.state) == ["completed", "completed"]
+        assert set(trials.node) == {nodes["1"]}, (nodes, list(trials.node))  # the survivor
+        for trial in on_node_2:
+            epochs = [row["epoch"] for row in result_rows(run_dir)[trial]]
+            assert epochs.count(0.25) == 1 and epochs[-1] == 4.0  # from its checkpoint
+        print(f"killed node 2 under {len(on_node_2)} trial(s); none lost")
+    finally:
+        cluster_down(state)

@@ -21,6 +21,7 @@ from hpo.core.storage import StorageDir, as_location, check_bucket, local_checkp
 from tests.helpers import (
     bucket_objects,
     free_port,
+    kill_tree,
     local_s3_server,
     run_hpo,
     s3_filesystem,
@@ -238,3 +239,41 @@ def test_a_bucket_key_cannot_lead_out_of_its_download_folder(tmp_path: Path) -> 
     for key in ("../outside", "a/../../outside", "/etc/passwd"):
         with pytest.raises(UserError, match="leads out of"):
             inside(tmp_path, key, "s3://b/c")
+
+
+@pytest.mark.faults
+def test_a_killed_driver_of_a_bucket_run_resumes_from_the_bucket(
+    s3: dict[str, str], tiny_model: str, tmp_path: Path
+) -> None:
+    """`hpo run` to s3:// SIGKILLed with its whole Ray after its first trial ended and its
+    second reported: `hpo resume` from an empty cache (another machine) keeps the first
+    trial, continues the second, and each is in the results once."""
+    tree = tiny_sweep(
+        tiny_model,
+        f"s3://{BUCKET}/killed",
+        search={"algorithm": "random", "num_samples": 3, "max_concurrent": 1},
+        scheduler={"name": "fifo", "max_epochs": 2},
+    )
+    tree["data"]["max_train_samples"] = 1024
+    sweep = write_yaml(tmp_path / "sweep.yaml", tree)
+    process = start_hpo(
+        "run", str(sweep), "--no-serve", env={**s3, "HPO_CACHE": str(tmp_path / "cache-1")}
+    )
+    started = set()
+    for line in process.stdout:
+        if " started " in line:
+            started.add(line.split()[0])
+        if len(started) == 2 and " epoch 0.50 " in line:
+            break
+    kill_tree(process.pid)
+    process.communicate(timeout=60)
+    assert "killed/summary.json" not in objects("killed", s3)
+
+    resumed = hpo(
+        "resume", f"s3://{BUCKET}/killed/tiny", "--no-serve", env=s3, cache=tmp_path / "cache-2"
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    summary = json.loads(read_object("killed/tiny/summary.json", s3))
+    assert summary["num_trials"] == 3 and summary["trial_states"] == {"completed": 3}
+    trials = read_object("killed/tiny/trials.csv", s3).decode().splitlines()[1:]
+    assert len({row.split(",")[0] for row in trials}) == 3

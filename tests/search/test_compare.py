@@ -12,7 +12,15 @@ from hpo.core.errors import UserError
 from hpo.core.storage import StorageDir
 from hpo.search.compare import arm_sweep, plan_arms
 from hpo.search.sweepfile import parse_sweep
-from tests.helpers import tiny_sweep
+from tests.helpers import (
+    kill_tree,
+    result_rows,
+    run_hpo,
+    start_hpo,
+    tiny_sweep,
+    wait_for,
+    write_yaml,
+)
 from tests.search.conftest import BUDGET, PER_REPORT, TRAIN
 
 
@@ -122,3 +130,34 @@ def test_arms_with_the_same_seed_train_with_the_same_seed(comparison: Path) -> N
         seed = int(run_dir.name.rsplit("seed", 1)[1])
         trials = json.loads((run_dir / "trials.json").read_text())
         assert {t["config"]["seed"] for t in trials} == {seed}
+
+
+def test_a_killed_comparison_resumes_where_it_stopped(
+    tiny_model: str, tmp_path: Path, data_dir: Path
+) -> None:
+    """`hpo compare` SIGKILLed with its whole Ray during its second arm: `hpo resume` keeps the
+    first arm as it was, finishes the second under the same budget (its stopper catches up
+    on the trials that ran before), and writes the report."""
+    tree = tiny_sweep(
+        tiny_model,
+        tmp_path / "runs",
+        compare={"algorithms": ["random", "tpe"], "seeds": 1, "budget": 4 * PER_REPORT},
+    )
+    tree["search"]["n_startup_trials"] = 2
+    compare_dir = tmp_path / "runs" / "tiny-compare"
+    process = start_hpo("compare", str(write_yaml(tmp_path / "s.yaml", tree)))
+    first = compare_dir / "arms" / "random-fifo-seed0"
+    second = compare_dir / "arms" / "tpe-fifo-seed0"
+    wait_for(lambda: (first / "summary.json").is_file() and result_rows(second), "arm 2")
+    kept = (first / "summary.json").read_text()
+    kill_tree(process.pid)
+    process.communicate(timeout=60)
+
+    done = run_hpo("resume", str(compare_dir), timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (first / "summary.json").read_text() == kept  # not run again
+    result = json.loads((compare_dir / "comparison.json").read_text())
+    assert {arm["algorithm"] for arm in result["arms"]} == {"random", "tpe"}
+    for arm in result["arms"]:
+        assert 4 * PER_REPORT <= arm["samples_used"] < 5 * PER_REPORT
+    assert (compare_dir / "report.md").is_file()
