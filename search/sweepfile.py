@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from hpo.core.config import SweepFileWarning
 from hpo.core.errors import UserError
 from hpo.core.rundir import SWEEP_COPY
 from hpo.core.storage import StorageDir
@@ -92,7 +94,11 @@ def _kept_variables(tree: Any, env: Mapping[str, str]) -> dict[Path_, tuple[str,
 
 
 def apply_override(tree: dict[str, Any], assignment: str) -> None:
-    """Applies one `--set key.path=value`; the value is read as YAML (`2`, `[16, 32]`, `{...}`)."""
+    """Applies one `--set key.path=value`; the value is read as YAML (`2`, `[16, 32]`, `{...}`).
+
+    `--set scheduler.name=KIND` switches the scheduler: the file's keys that KIND does not
+    take (ASHA's grace period, say) are dropped with a warning naming them, instead of failing
+    on keys the user never typed."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
         raise UserError(f"--set {assignment!r}: write key.path=value, e.g. search.num_samples=2")
@@ -110,6 +116,25 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as err:
         raise UserError(f"--set {key}: the value is not valid YAML ({err})") from None
+    if parts == ["scheduler", "name"]:
+        _drop_keys_of_another_kind(node, key)
+
+
+def _drop_keys_of_another_kind(section: dict[str, Any], key: str) -> None:
+    kind = SCHEDULERS.get(section["name"]) if isinstance(section["name"], str) else None
+    if kind is None:
+        return  # validation names the unknown kind
+    dropped = [name for name in section if name != "name" and name not in kind.model_fields]
+    for name in dropped:
+        del section[name]
+    if dropped:
+        warnings.warn(
+            f"--set {key}={section['name']}: dropped "
+            f"{', '.join(f'scheduler.{name}' for name in dropped)}, which {section['name']} "
+            "does not take",
+            SweepFileWarning,
+            stacklevel=3,
+        )
 
 
 def format_validation_error(err: ValidationError) -> str:

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from hpo.cli import clusters, serving, sweeps
 from hpo.cli.options import errors
-from hpo.core.config import RenamedKeyWarning
+from hpo.core.config import SweepFileWarning
 from hpo.core.errors import SweepInterrupted, UserError
 
 app = typer.Typer(
@@ -57,8 +57,8 @@ app.add_typer(jobs_app, name="jobs")
 
 
 def _show_warning(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-    """Renamed sweep-file keys as one plain line; other warnings as Python prints them."""
-    if issubclass(category, RenamedKeyWarning):
+    """Sweep-file warnings as one plain line; other warnings as Python prints them."""
+    if issubclass(category, SweepFileWarning):
         errors.print(f"[yellow]warning:[/] {escape(str(message))}")
     else:
         _python_show_warning(message, category, *args, **kwargs)

@@ -14,8 +14,13 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class RenamedKeyWarning(FutureWarning):
-    """A sweep file uses a key's old name. A FutureWarning, so that users see it by default."""
+class SweepFileWarning(UserWarning):
+    """Something in a sweep file that still works but the user should know of; the CLI prints
+    each as one `warning:` line."""
+
+
+class RenamedKeyWarning(SweepFileWarning, FutureWarning):
+    """A sweep file uses a key's old name."""
 
 
 def rename_key(values: Any, *, section: str, old: str, new: str) -> Any:

@@ -121,3 +121,24 @@ def test_saved_copies_keep_other_variables_as_written(monkeypatch: pytest.Monkey
     assert "storage: /elsewhere" in sweep_to_yaml(moved)
     with pytest.raises(UserError, match="storage: environment variable BUCKET_URI is not set"):
         parse_sweep(yaml.safe_load(saved), env={"TAG": "v1"})
+
+
+def test_switching_the_scheduler_drops_the_keys_the_new_one_does_not_take(
+    tmp_path: Path,
+) -> None:
+    from hpo.core.config import SweepFileWarning
+
+    tree = sweep_tree(
+        scheduler={"name": "asha", "max_epochs": 2, "grace_period": 0.5, "reduction_factor": 2}
+    )
+    path = write_yaml(tmp_path / "s.yaml", tree)
+    with pytest.warns(
+        SweepFileWarning,
+        match=r"dropped scheduler.grace_period, "
+        r"scheduler.reduction_factor, which fifo does not take",
+    ):
+        sweep = load_sweep(path, ["scheduler.name=fifo"])
+    assert sweep.scheduler.name == "fifo" and sweep.scheduler.max_epochs == 2
+    with pytest.warns(SweepFileWarning, match=r"dropped scheduler.reduction_factor, which"):
+        median = load_sweep(path, ["scheduler.name=median"])  # keeps the grace period
+    assert median.scheduler.grace_period == 0.5
