@@ -11,11 +11,12 @@ valid on the cluster: a shared file system mounted at the same path, or a Hub da
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +33,40 @@ SWEEP_FILE = "sweep.yaml"
 """The resolved sweep file, in the job's working dir."""
 
 
-def job_client(address: str):
+TOKEN_HINT = (
+    "this machine needs the cluster's Ray auth token: copy it to ~/.ray/auth_token, or set "
+    "RAY_AUTH_TOKEN_PATH (a file) or RAY_AUTH_TOKEN"
+)
+
+
+@contextlib.contextmanager
+def _jobs_api(address: str, what: str = "") -> Iterator[None]:
+    """Turns the Job SDK's errors into one line that names the fix."""
+    from ray.exceptions import AuthenticationError
+
+    where = f"{what}: " if what else ""
+    try:
+        yield
+    except AuthenticationError as err:
+        reason = "its token is not the cluster's" if "invalid" in str(err) else "no token found"
+        raise UserError(
+            f"{where}the Ray cluster at {address} refused us ({reason}); {TOKEN_HINT}"
+        ) from None
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "does not exist" in first:
+            raise UserError(f"{where}no such job on the cluster at {address}") from None
+        raise UserError(
+            f"{where}--address {address}: cannot use the Ray Jobs API ({first}); give the "
+            "dashboard's address, e.g. http://HEAD:8265"
+        ) from None
+
+
+def job_client(address: str) -> Any:
     from ray.job_submission import JobSubmissionClient
 
-    try:
+    with _jobs_api(address):
         return JobSubmissionClient(address)
-    except (ConnectionError, RuntimeError, ValueError) as err:
-        raise UserError(
-            f"--address {address}: cannot reach the Ray Jobs API ({err}); give the dashboard "
-            "address, e.g. http://HEAD:8265"
-        ) from None
 
 
 def copy_package(target: Path) -> Path:
@@ -93,11 +118,12 @@ def submit_sweep(sweep: Sweep, address: str, *, serve: bool, env: dict[str, str]
     # (IN_JOB), so the working dir lives as long as the job.
     env_vars = {**trial_env_vars(offline=False), **env, IN_JOB: "1"}
     try:
-        return job_client(address).submit_job(
-            entrypoint=entrypoint,
-            runtime_env={"working_dir": str(stage), "env_vars": env_vars},
-            metadata={"hpo_sweep": sweep.name},
-        )
+        with _jobs_api(address):
+            return job_client(address).submit_job(
+                entrypoint=entrypoint,
+                runtime_env={"working_dir": str(stage), "env_vars": env_vars},
+                metadata={"hpo_sweep": sweep.name},
+            )
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
@@ -110,15 +136,18 @@ def follow(address: str, job_id: str, write: Callable[[str], Any]) -> str:
         async for lines in client.tail_job_logs(job_id):
             write(lines)
 
-    asyncio.run(tail())
-    status = str(client.get_job_status(job_id).value)
-    while status not in TERMINAL:  # the log stream can close a moment before the status
-        time.sleep(0.5)
+    with _jobs_api(address, f"job {job_id}"):
+        asyncio.run(tail())
         status = str(client.get_job_status(job_id).value)
+        while status not in TERMINAL:  # the log stream can close a moment before the status
+            time.sleep(0.5)
+            status = str(client.get_job_status(job_id).value)
     return status
 
 
 def list_jobs(address: str) -> list[dict[str, Any]]:
+    with _jobs_api(address):
+        jobs = job_client(address).list_jobs()
     return [
         {
             "job_id": job.submission_id or job.job_id,
@@ -127,15 +156,13 @@ def list_jobs(address: str) -> list[dict[str, Any]]:
             "entrypoint": job.entrypoint,
             "start_time": job.start_time,
         }
-        for job in job_client(address).list_jobs()
+        for job in jobs
     ]
 
 
 def job_status(address: str, job_id: str) -> dict[str, Any]:
-    try:
+    with _jobs_api(address, f"job {job_id}"):
         info = job_client(address).get_job_info(job_id)
-    except RuntimeError as err:
-        raise UserError(f"job {job_id}: {err}") from None
     return {
         "job_id": job_id,
         "status": str(info.status.value),
@@ -146,14 +173,10 @@ def job_status(address: str, job_id: str) -> dict[str, Any]:
 
 
 def job_logs(address: str, job_id: str) -> str:
-    try:
+    with _jobs_api(address, f"job {job_id}"):
         return job_client(address).get_job_logs(job_id)
-    except RuntimeError as err:
-        raise UserError(f"job {job_id}: {err}") from None
 
 
 def stop_job(address: str, job_id: str) -> bool:
-    try:
+    with _jobs_api(address, f"job {job_id}"):
         return job_client(address).stop_job(job_id)
-    except RuntimeError as err:
-        raise UserError(f"job {job_id}: {err}") from None

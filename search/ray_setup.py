@@ -69,6 +69,7 @@ def connect_ray(target: RayTarget, *, num_cpus: int = 0, offline: bool = False) 
     `num_cpus` logical CPUs (and at least this machine's cores); returns whether Ray is
     embedded. `offline`: trials read the Hub cache only."""
     import ray
+    from ray.exceptions import AuthenticationError
 
     if ray.is_initialized():
         return not target.address
@@ -82,9 +83,11 @@ def connect_ray(target: RayTarget, *, num_cpus: int = 0, offline: bool = False) 
         if target.address:
             try:
                 ray.init(address=target.address, **options)
-            except (ConnectionError, RuntimeError, ValueError) as err:
+            except (ConnectionError, RuntimeError, ValueError, AuthenticationError) as err:
                 raise UserError(
-                    f"--address {target.address}: cannot connect to Ray ({err})"
+                    f"--address {target.address}: cannot connect to Ray ({err}). If the cluster "
+                    "uses token auth (Ray's default), this machine needs its token: "
+                    "~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN"
                 ) from None
             return False
         # address="local": a new embedded Ray, even where `ray start` left a cluster here

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from ray import serve
+from ray.serve.config import BackpressureConfig
 
 from hpo.serve.config import ServeConfig
 from hpo.serve.http import create_api
@@ -22,6 +23,8 @@ from hpo.serve.limits import Busy, Slots
 from hpo.serve.model import Prediction, TextClassifier
 from hpo.serve.schemas import ExplainRequest, PredictRequest
 
+RETRY_AFTER_S = 1
+"""What a 503 of the proxy (a full queue) asks clients to wait."""
 EXPLAIN_WAITING = 4
 """Explanations that may wait, per slot of `serve.explain_concurrency`; more get 503."""
 
@@ -170,4 +173,7 @@ def build_app(checkpoint: str, info: dict[str, Any], api_key: str, settings: Ser
             "num_gpus": settings.gpus_per_replica,
         },
         max_ongoing_requests=max(64, 2 * settings.max_batch_size),
+        # a full queue (a replica restarting after a crash, overload): retryable 503s
+        max_queued_requests=settings.max_queued_requests,
+        backpressure_config=BackpressureConfig(status_code=503, retry_after_s=RETRY_AFTER_S),
     ).bind(checkpoint, info, api_key, settings)

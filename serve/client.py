@@ -8,7 +8,9 @@
 
 Every call is idempotent (a prediction changes nothing on the server), so a call that cannot
 connect, or gets 502/503/504 (a replica restarting, an overloaded explainer), is retried with
-exponential backoff, waiting at least what the service's Retry-After asks.
+exponential backoff, waiting at least what the service's Retry-After asks. So is a 500 that
+is not the service's own JSON error: Ray Serve's proxy answers a request whose replica died
+mid-request with a plain 500.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from typing import Any
 import requests
 
 RETRYABLE = frozenset({502, 503, 504})
+
+
+def _proxy_failure(response: requests.Response) -> bool:
+    """A 500 from the proxy (the replica died), not from the service, which answers JSON."""
+    return response.status_code == 500 and "json" not in response.headers.get("content-type", "")
 
 
 class ServiceError(RuntimeError):
@@ -36,7 +43,7 @@ class ModelClient:
         url: str,
         api_key: str | None = None,
         timeout: float = 60.0,
-        retries: int = 4,
+        retries: int = 5,
         backoff_s: float = 0.5,
     ) -> None:
         self.url = url.rstrip("/")
@@ -69,7 +76,7 @@ class ModelClient:
                     raise
                 self._wait(attempt, None)
                 continue
-            if response.status_code in RETRYABLE and not last:
+            if (response.status_code in RETRYABLE or _proxy_failure(response)) and not last:
                 self._wait(attempt, response)
                 continue
             break

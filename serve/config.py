@@ -45,6 +45,12 @@ class ServeConfig(StrictModel):
         ge=1024,
         description="Larger request bodies are refused (413) before they are read whole.",
     )
+    max_queued_requests: int = Field(
+        default=64,
+        ge=1,
+        description="Requests the HTTP proxy queues while every replica is busy (or restarting "
+        "after a crash); more get 503 with Retry-After instead of waiting.",
+    )
     explain_steps: int = Field(
         default=32,
         ge=2,

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from hpo.cli.options import NoServeOption, SetOption, SweepArg, console
+from hpo.cli.options import NoServeOption, SetOption, SweepArg, console, use_ray_token
 from hpo.cluster.jobs import follow, job_logs, job_status, list_jobs, stop_job, submit_sweep
 from hpo.cluster.local import DEFAULT_STATE
 from hpo.cluster.local import cluster_down as stop_cluster
@@ -52,6 +52,7 @@ def submit(
     ] = True,
 ) -> None:
     """Submit a sweep to a Ray cluster as a Ray Job (the code and sweep file travel with it)."""
+    use_ray_token()
     env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
     job_id = submit_sweep(load_sweep(sweep, set_ or []), address, serve=not no_serve, env=env)
     console.print(f"submitted job [bold]{job_id}[/] to {address}")
@@ -66,12 +67,14 @@ def submit(
 
 def jobs_list(address: JobsAddressOption) -> None:
     """The cluster's jobs: id, status, sweep."""
+    use_ray_token()
     for job in list_jobs(address):
         console.print(f"{job['job_id']}  {job['status']:<10} {job['sweep'] or job['entrypoint']}")
 
 
 def jobs_status(job_id: JobIdArg, address: JobsAddressOption) -> None:
     """One job's status and message."""
+    use_ray_token()
     console.print_json(json.dumps(job_status(address, job_id)))
 
 
@@ -81,6 +84,7 @@ def jobs_logs(
     follow_: Annotated[bool, typer.Option("--follow", help="Stream until the job ends.")] = False,
 ) -> None:
     """A job's logs so far (or streamed, with --follow)."""
+    use_ray_token()
     if follow_:
         follow(address, job_id, _print_log)
     else:
@@ -89,6 +93,7 @@ def jobs_logs(
 
 def jobs_stop(job_id: JobIdArg, address: JobsAddressOption) -> None:
     """Stop a running job."""
+    use_ray_token()
     stopped = stop_job(address, job_id)
     console.print(f"job {job_id}: {'stopping' if stopped else 'was not running'}")
 

@@ -47,7 +47,20 @@ DetachOption = Annotated[
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Ray's own logs.")]
 
 
+def use_ray_token() -> None:
+    """Ray clients send the cluster's auth token only with RAY_AUTH_MODE=token: where this
+    machine has a token (Ray's token file, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN), the
+    commands that join a cluster use it without asking."""
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
+    if "RAY_AUTH_MODE" not in os.environ and (
+        os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file()
+    ):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def ray_target(address: str | None, verbose: bool) -> RayTarget:
     """Where the command's Ray runs; inside a Ray Job (`hpo submit`), the job's own runtime env
     already carries the trials' environment."""
+    if address:
+        use_ray_token()
     return RayTarget(address=address, verbose=verbose, in_job=IN_JOB in os.environ)

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 import pytest
@@ -146,6 +147,27 @@ def test_a_submitted_sweep_finishes_as_a_ray_job(cluster, tiny_model: str, tmp_p
     status = hpo("jobs", "status", job_id, "--address", started.dashboard)
     assert json.loads(status.stdout)["status"] == "SUCCEEDED"
     print("job", job_id, json.loads(status.stdout)["status"])
+
+
+def test_jobs_use_this_machines_token_and_say_when_it_is_missing_or_wrong(
+    cluster, tmp_path: Path
+) -> None:
+    """Without RAY_AUTH_MODE the token file is used; a wrong or missing token is one line
+    that names where the token goes, never a traceback."""
+    started, _ = cluster
+    environment = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    listing = ["jobs", "list", "--address", started.dashboard]
+    with mock.patch.dict(os.environ, environment, clear=True):
+        assert run_hpo(*listing).returncode == 0
+        (tmp_path / "wrong").write_text("not-the-token-0123456789\n")
+        wrong = run_hpo(*listing, env={"RAY_AUTH_TOKEN_PATH": str(tmp_path / "wrong")})
+        missing = run_hpo(*listing, env={"HOME": str(tmp_path)})
+    assert wrong.returncode == 2 and "its token is not the cluster's" in wrong.stderr
+    assert missing.returncode == 2 and "no token found" in missing.stderr
+    for done in (wrong, missing):
+        assert "~/.ray/auth_token" in done.stderr and "Traceback" not in done.stderr
+    unknown = hpo("jobs", "status", "no-such-job", "--address", started.dashboard)
+    assert unknown.returncode == 2 and "no such job" in unknown.stderr
 
 
 def test_cluster_down_stops_exactly_what_up_started(cluster) -> None:

@@ -68,6 +68,7 @@ def test_the_rayjob_runs_the_sweep_file_from_its_configmap(sweep) -> None:
     assert shipped["search"] == yaml.safe_load(Path(SWEEP).read_text())["search"] | {
         "time_budget_s": None,
         "n_startup_trials": None,
+        "max_failures": 0,
     }
 
 

@@ -14,6 +14,8 @@ from hpo.search.sweepfile import parse_sweep
 from tests.helpers import tiny_sweep
 
 MAX_REQUEST_BYTES = 1_000_000
+MAX_QUEUED_REQUESTS = 40
+"""Above the 32 clients of the load tests, below the clients of the replica-kill test."""
 
 
 def serving_sweep(tiny_model: str, storage: Path, port: int, search_seed: int = 0):
@@ -41,6 +43,7 @@ def serving_sweep(tiny_model: str, storage: Path, port: int, search_seed: int = 
                 "batch_wait_timeout_s": 0.05,
                 "explain_steps": 8,
                 "max_request_bytes": MAX_REQUEST_BYTES,
+                "max_queued_requests": MAX_QUEUED_REQUESTS,
             },
         )
     )

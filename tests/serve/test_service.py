@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +20,7 @@ from hpo.core.storage import StorageDir
 from hpo.search.runner import run_sweep
 from hpo.serve import deploy, measure
 from tests import traffic
-from tests.serve.conftest import MAX_REQUEST_BYTES, serving_sweep
+from tests.serve.conftest import MAX_QUEUED_REQUESTS, MAX_REQUEST_BYTES, serving_sweep
 
 JSON = "application/json"
 
@@ -302,3 +303,57 @@ def test_the_rayservice_builder_builds_the_live_model(service) -> None:
     assert isinstance(application, Application)
     with pytest.raises(UserError, match="nobody: no promoted model"):
         deploy.service_app({"storage": str(service["storage"]), "name": "nobody"})
+
+
+def test_a_killed_replica_costs_retrying_clients_nothing(service) -> None:
+    """The replica SIGKILLed under load from more clients than the proxy queues: Serve
+    restarts it. Plain clients see
+    the requests in flight fail (Serve's proxy: a plain 500) and, while it restarts, either
+    wait or get a retryable 503 with Retry-After; ModelClient's retries absorb both."""
+    import psutil
+
+    from hpo.serve.client import ModelClient
+
+    stop_at = time.time() + 30
+    plain: Counter = Counter()
+    retried: Counter = Counter()
+
+    def plain_client() -> None:
+        session = requests.Session()
+        headers = {"Authorization": f"Bearer {service['key']}"}
+        while time.time() < stop_at:
+            answer = session.post(
+                service["url"] + "/predict", json={"text": "fine"}, headers=headers, timeout=120
+            )
+            plain[answer.status_code] += 1
+            if answer.status_code == 503:
+                assert answer.headers.get("retry-after")
+
+    def retrying_client() -> None:
+        client = ModelClient(service["url"], service["key"])  # its default retries
+        while time.time() < stop_at:
+            try:
+                client.predict("fine")
+                retried["ok"] += 1
+            except Exception as err:  # noqa: BLE001 - counted, then asserted on
+                retried[type(err).__name__] += 1
+
+    plain_clients = MAX_QUEUED_REQUESTS + 8
+    with ThreadPoolExecutor(plain_clients + 4) as pool:
+        clients = [pool.submit(c) for c in [plain_client] * plain_clients + [retrying_client] * 4]
+        time.sleep(5)
+        replicas = [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if "ServeReplica:served:ModelService" in " ".join(p.info["cmdline"] or [])
+        ]
+        assert replicas
+        for replica in replicas:
+            replica.kill()
+        for future in clients:
+            future.result()
+    print("plain clients:", dict(plain), "retrying clients:", dict(retried))
+    assert set(plain) <= {200, 500, 503} and plain[200] > 0
+    assert plain[503] > 0  # the proxy's queue (serve.max_queued_requests) was full
+    assert set(retried) == {"ok"}
+    assert post(service, "/predict", {"text": "fine"}).status_code == 200
