@@ -22,6 +22,9 @@ from typing import Any
 import requests
 
 RETRYABLE = frozenset({502, 503, 504})
+MAX_BACKOFF_S = 8.0
+"""The longest wait between two tries: by default 8 retries span ~45 s, longer than a replica
+takes to restart on a busy 2-core machine."""
 
 
 def _proxy_failure(response: requests.Response) -> bool:
@@ -43,7 +46,7 @@ class ModelClient:
         url: str,
         api_key: str | None = None,
         timeout: float = 60.0,
-        retries: int = 5,
+        retries: int = 8,
         backoff_s: float = 0.5,
     ) -> None:
         self.url = url.rstrip("/")
@@ -54,7 +57,7 @@ class ModelClient:
         self.session = requests.Session()
 
     def _wait(self, attempt: int, response: requests.Response | None) -> None:
-        delay = self.backoff_s * 2**attempt
+        delay = min(self.backoff_s * 2**attempt, MAX_BACKOFF_S)
         retry_after = response.headers.get("retry-after", "") if response is not None else ""
         if retry_after.isdigit():
             delay = max(delay, float(retry_after))
