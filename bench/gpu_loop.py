@@ -11,6 +11,7 @@ Ray is not needed: the loop runs behind a recording session, as in tests/trainab
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import tempfile
@@ -37,8 +38,8 @@ class DeviceProbe:
         self.device = device
         self.reports: list[dict] = []
 
-    def restored_checkpoint(self) -> None:
-        return None
+    def restored_checkpoint(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
 
     def report(self, metrics: dict, checkpoint_dir: str | None) -> None:
         self.reports.append(metrics)

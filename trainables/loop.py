@@ -225,18 +225,22 @@ class _Trial:
     reports to."""
 
     def __init__(
-        self, hp: Hyperparameters, job: TrainJob, data: EncodedData, session: TrialSession
+        self,
+        hp: Hyperparameters,
+        job: TrainJob,
+        data: EncodedData,
+        session: TrialSession,
+        restored: str | None,
     ) -> None:
         from transformers import AutoTokenizer
 
         self.hp, self.job, self.data, self.session = hp, job, data, session
         device = session.device
         self.precision = Precision.for_device(device, job)
-        self.restored = session.restored_checkpoint()
         torch.manual_seed(hp.seed)  # the new classifier head starts the same in every trial
-        source = self.restored or job.model_source
+        source = restored or job.model_source
         self.model = _load_model(
-            source, data, hp, new_head=self.restored is None, offline=job.offline
+            source, data, hp, new_head=restored is None, offline=job.offline
         ).to(device)
         self.tokenizer = AutoTokenizer.from_pretrained(
             job.model_source, local_files_only=job.offline
@@ -251,9 +255,9 @@ class _Trial:
         self.optimizer = _optimizer(self.model, hp)
         self.scheduler = _lr_scheduler(self.optimizer, hp, self.plan)
         self.step, self.reported = 0, {}  # reported: the metrics saved with the checkpoint
-        if self.restored is not None:
+        if restored is not None:
             self.step, self.reported = restore_training_state(
-                self.restored, self.optimizer, self.scheduler
+                restored, self.optimizer, self.scheduler
             )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.amp == torch.float16)
 
@@ -328,12 +332,13 @@ def train_model(
     """Fine-tunes one model with one set of hyperparameters, reporting after each evaluation."""
     _quiet_transformers()
     torch.set_num_threads(job.threads)
-    trial = _Trial(hp, job, data, session)
-    if trial.finished and trial.reported and session.checkpoints_ahead_of_tune:
-        # Ray Train saved the final checkpoint of a trial that was interrupted before Tune
-        # received its last report: report it again, or the trial would end without it.
-        session.report(trial.reported, trial.restored if session.world_rank == 0 else None)
-        return
+    with session.restored_checkpoint() as restored:
+        trial = _Trial(hp, job, data, session, restored)
+        if trial.finished and trial.reported and session.checkpoints_ahead_of_tune:
+            # Ray Train saved the final checkpoint of a trial that was interrupted before Tune
+            # received its last report: report it again, or the trial would end without it.
+            session.report(trial.reported, restored if session.world_rank == 0 else None)
+            return
 
     trial.model.train()
     meter = _Throughput()

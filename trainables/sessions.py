@@ -6,6 +6,9 @@ single-process trials and multi-worker DDP trials.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import torch
@@ -19,8 +22,9 @@ class TrialSession(Protocol):
     """Whether a restored checkpoint may be one whose report Tune never got: Ray Train keeps
     its own checkpoints, so a sweep interrupted between the two leaves one."""
 
-    def restored_checkpoint(self) -> str | None:
-        """A local folder with the checkpoint to resume from, if the trial is being restored."""
+    def restored_checkpoint(self) -> AbstractContextManager[str | None]:
+        """A local folder with the checkpoint to resume from (None for a new trial), valid
+        while the context is open."""
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         """Reports one evaluation; every rank calls it, rank 0 with the checkpoint folder."""
@@ -39,6 +43,17 @@ def _train_checkpoint(checkpoint_dir: str | None):
     return None if checkpoint_dir is None else Checkpoint.from_directory(checkpoint_dir)
 
 
+@contextlib.contextmanager
+def checkpoint_folder(checkpoint: Any) -> Iterator[str | None]:
+    """A Ray checkpoint as a local folder: its own folder where it is local, else a download
+    deleted on exit (`to_directory` would leave a copy in /tmp at every restore)."""
+    if checkpoint is None:
+        yield None
+        return
+    with checkpoint.as_directory() as folder:
+        yield folder
+
+
 def _tune_checkpoint(checkpoint_dir: str | None):
     from ray.tune import Checkpoint
 
@@ -55,11 +70,10 @@ class TuneTrialSession:
     def __init__(self, use_gpu: bool) -> None:
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
 
-    def restored_checkpoint(self) -> str | None:
+    def restored_checkpoint(self) -> AbstractContextManager[str | None]:
         from ray import tune
 
-        checkpoint = tune.get_checkpoint()
-        return None if checkpoint is None else checkpoint.to_directory()
+        return checkpoint_folder(tune.get_checkpoint())
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         from ray import tune
@@ -94,11 +108,10 @@ class RayTrainSession:
             dist.all_gather_object(nodes, _node_id())
         return ",".join(dict.fromkeys(nodes))
 
-    def restored_checkpoint(self) -> str | None:
+    def restored_checkpoint(self) -> AbstractContextManager[str | None]:
         import ray.train
 
-        checkpoint = ray.train.get_checkpoint()
-        return None if checkpoint is None else checkpoint.to_directory()
+        return checkpoint_folder(ray.train.get_checkpoint())
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         import ray.train

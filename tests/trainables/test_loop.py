@@ -3,6 +3,7 @@ continues the epoch count and optimizer state instead of starting over."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,8 @@ class RecordingSession:
         self.reports: list[dict[str, Any]] = []
         self.checkpoints: list[str] = []
 
-    def restored_checkpoint(self) -> str | None:
-        return self.restore_from
+    def restored_checkpoint(self) -> contextlib.nullcontext[str | None]:
+        return contextlib.nullcontext(self.restore_from)
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         self.reports.append(metrics)
