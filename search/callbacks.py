@@ -5,9 +5,7 @@ budget that ends a comparison's arm. The bookkeeping they do lives in modules wi
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from ray.tune import Callback, Stopper
 from rich.console import Console
 
 from hpo.core.rundir import CURVE, DISK_STOP, TENSORBOARD
+from hpo.core.signals import stop_as_on_ctrl_c
 from hpo.core.storage import StorageDir
 from hpo.search.compute import ComputeLedger
 from hpo.search.results import better
@@ -188,7 +187,7 @@ class DiskGuard(Callback):
         if free < self.needed_bytes():
             self.stopping = True
             self.run.write_text(DISK_STOP, f"{free} {self.needed_bytes()}\n")
-            os.kill(os.getpid(), signal.SIGINT)  # Tune's own graceful stop, as on Ctrl-C
+            stop_as_on_ctrl_c()  # Tune's own graceful stop
 
 
 class SampleBudget(Stopper):

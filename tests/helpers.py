@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -51,11 +52,23 @@ def run_hpo(
     return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout)
 
 
-def start_hpo(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Starts `hpo ARGS` in the background, its output piped (to interrupt it, say)."""
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def start_hpo(
+    *args: str, env: dict[str, str] | None = None, sigint_ignored: bool = False
+) -> subprocess.Popen:
+    """Starts `hpo ARGS` in the background, its output piped (to interrupt it, say);
+    `sigint_ignored`: as a shell starts a background job, ignoring SIGINT."""
     command, environment = hpo_command(*args, env=env)
     return subprocess.Popen(
-        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
     )
 
 

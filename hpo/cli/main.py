@@ -16,6 +16,7 @@ from hpo.cli import clusters, serving, sweeps
 from hpo.cli.options import errors
 from hpo.core.config import SweepFileWarning
 from hpo.core.errors import SweepInterrupted, UserError
+from hpo.core.signals import stop_as_on_ctrl_c
 
 app = typer.Typer(
     help="Hyperparameter search for Hugging Face text classifiers on Ray.",
@@ -70,7 +71,7 @@ _python_show_warning = warnings.showwarning
 def _stop_as_on_ctrl_c(signum: int, frame: Any) -> None:
     """SIGTERM (Kubernetes, systemd, `kill`) stops hpo as Ctrl-C does: a sweep is stopped to be
     resumed, a service drained, a starting cluster cleaned up."""
-    os.kill(os.getpid(), signal.SIGINT)
+    stop_as_on_ctrl_c()
 
 
 def main() -> None:

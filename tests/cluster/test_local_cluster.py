@@ -200,10 +200,18 @@ def test_cluster_down_leaves_a_pid_that_is_no_longer_ray_alone(tmp_path: Path) -
 
 def test_sigterm_while_a_cluster_starts_leaves_nothing_running(tmp_path: Path) -> None:
     """`hpo cluster up` stopped with SIGTERM (as Ctrl-C) once its head is up: it stops the
-    nodes it started, forgets the state file, and exits with 130 without a stack dump."""
+    nodes it started, forgets the state file, and exits with 130 without a stack dump. Even
+    when started as a shell's background job, which ignores SIGINT."""
     state = tmp_path / "state.json"
     process = start_hpo(
-        "cluster", "up", "--workers", "2", "--state", str(state), env={"RAY_AUTH_MODE": "token"}
+        "cluster",
+        "up",
+        "--workers",
+        "2",
+        "--state",
+        str(state),
+        env={"RAY_AUTH_MODE": "token"},
+        sigint_ignored=True,
     )
     started = wait_for(lambda: state.is_file() and LocalCluster.load(state), "the head node")
     process.send_signal(signal.SIGTERM)
