@@ -47,12 +47,13 @@ def trial_env_vars(*, offline: bool) -> dict[str, str]:
 
 def threads_per_worker(sweep: Sweep, embedded: bool) -> int:
     """Torch threads (and Ray CPUs) of each worker: the sweep's, or this machine's cores shared
-    between the concurrent trials' workers (1 on a cluster, where Ray spreads trials)."""
+    between the workers of the trials that can run at once (1 on a cluster, where Ray spreads
+    trials): a sweep of fewer trials than `max_concurrent` leaves no core idle."""
     if sweep.train.cpus_per_worker != "auto":
         return sweep.train.cpus_per_worker
     if not embedded:
         return 1
-    sharing = sweep.search.max_concurrent * sweep.train.workers
+    sharing = min(sweep.search.max_concurrent, sweep.num_trials()) * sweep.train.workers
     return max(1, (os.cpu_count() or 1) // sharing)
 
 
