@@ -21,12 +21,14 @@ from hpo.search.space import Dimension, to_optuna_distributions
 
 @dataclass
 class ArmResult:
-    """One finished arm: its best-so-far curve (cut at the budget) and its trials."""
+    """One finished arm: its best-so-far curve within the budget, what it trained in all
+    (the budget and the overshoot past it) and its trials."""
 
     algorithm: str
     scheduler: str
     seed: int
     curve: list[CurvePoint]
+    samples_trained: int
     wall_s: float
     trials: list[dict[str, Any]]
 
@@ -35,7 +37,8 @@ class ArmResult:
         return self.curve[-1].best if self.curve else None
 
     @property
-    def samples_used(self) -> int:
+    def samples_counted(self) -> int:
+        """The compute behind `final_best`: at most the budget."""
         return self.curve[-1].samples if self.curve else 0
 
 
@@ -48,12 +51,14 @@ def load_arms(compare_dir: StorageDir, plan: dict[str, Any]) -> list[ArmResult]:
         if summary is None:
             continue
         run.pull(CURVE)
+        points = read_curve(run.local / CURVE)
         arms.append(
             ArmResult(
                 algorithm=arm["algorithm"],
                 scheduler=arm["scheduler"],
                 seed=arm["seed"],
-                curve=within_budget(read_curve(run.local / CURVE), plan["budget_samples"]),
+                curve=within_budget(points, plan["budget_samples"]),
+                samples_trained=points[-1].samples if points else 0,
                 wall_s=summary["wall_s"],
                 trials=read_trials(run),
             )

@@ -135,13 +135,14 @@ def arm_sweep(
         ) from None
 
 
-def _layout(compare_dir: StorageDir, arm: Arm) -> TensorBoardLayout:
+def _layout(compare_dir: StorageDir, arm: Arm, budget: int) -> TensorBoardLayout:
     return TensorBoardLayout(
         home=compare_dir,
         curve_run=arm.algorithm,
         section=arm.section,
         trial_path=f"{arm.algorithm}/{arm.scheduler}/seed_{arm.seed}",
         labels=asdict(arm),
+        plot_until=budget,
     )
 
 
@@ -207,7 +208,7 @@ def _run_arms(
                     run,
                     embedded=embedded,
                     console=console,
-                    layout=_layout(compare_dir, arm),
+                    layout=_layout(compare_dir, arm, budget),
                     budget_samples=budget,
                 )
         except SweepInterrupted:

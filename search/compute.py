@@ -143,13 +143,9 @@ def keep_points(path: Path, count: int) -> None:
 
 
 def within_budget(points: list[CurvePoint], budget: int | None) -> list[CurvePoint]:
-    """The points up to the one that spent the budget: what Tune may still deliver while it
-    stops the trials after that is not part of the arm's result."""
+    """The points made within the budget: every headline figure of a comparison comes from
+    these. Tune stops an arm only after a report crosses its budget, and trials running beside
+    it report a moment later: those reports are the overshoot, recorded but never counted."""
     if budget is None:
         return points
-    kept = []
-    for point in points:
-        kept.append(point)
-        if point.samples >= budget:
-            break
-    return kept
+    return [point for point in points if point.samples <= budget]

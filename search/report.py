@@ -219,11 +219,16 @@ def _comparison_markdown(
         *importance.section(importance_pictures),
         "## Arms",
         "",
-        "| arm | final best | samples used | wall s | trials |",
-        "|---|---|---|---|---|",
+        "Every figure above comes from reports within the budget. Tune stops an arm after a "
+        "report crosses it, so its trials train a little more (the overshoot), which counts "
+        "for nothing:",
+        "",
+        "| arm | best within budget | at samples | samples trained | overshoot | wall s | trials |",
+        "|---|---|---|---|---|---|---|",
         *(
             f"| {a.algorithm}-{a.scheduler}-seed{a.seed} | {a.final_best:.4f} | "
-            f"{a.samples_used:,} | {a.wall_s:.0f} | {len(a.trials)} |"
+            f"{a.samples_counted:,} | {a.samples_trained:,} | "
+            f"{max(0, a.samples_trained - budget):,} | {a.wall_s:.0f} | {len(a.trials)} |"
             for a in comparison.arms
         ),
         "",
@@ -250,7 +255,9 @@ def _comparison_json(comparison: Comparison, importance: Importance) -> dict[str
                 "scheduler": a.scheduler,
                 "seed": a.seed,
                 "final_best": a.final_best,
-                "samples_used": a.samples_used,
+                "samples_counted": a.samples_counted,
+                "samples_trained": a.samples_trained,
+                "overshoot": max(0, a.samples_trained - plan["budget_samples"]),
                 "wall_s": a.wall_s,
                 "trials": len(a.trials),
             }

@@ -54,6 +54,9 @@ class TensorBoardLayout:
     section: str = "search"
     trial_path: str = ""
     labels: dict[str, Any] = field(default_factory=dict)
+    plot_until: int | None = None
+    """A comparison's sample budget: best-so-far points past it (the overshoot) are not
+    plotted, as they count for nothing."""
 
     @property
     def logdir(self) -> Path:
@@ -160,6 +163,8 @@ class TensorBoardWriter:
             self.trial_best[trial_id] = {m: float(result[m]) for m in METRICS if m in result}
 
     def _plot(self, point: CurvePoint) -> None:
+        if self.layout.plot_until is not None and point.samples > self.layout.plot_until:
+            return
         by_samples, by_seconds = curve_tags(self.layout.section, self.metric)
         if self._curve_writer is None:
             self._curve_writer = _writer(self.layout.logdir / self.layout.curve_run)

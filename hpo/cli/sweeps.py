@@ -127,12 +127,23 @@ def status(
     show_status(StorageDir.at(run_dir), console=console, watch=watch, interval=interval)
 
 
+def _overshoot(arms: list[dict]) -> str:
+    """What the arms trained past the budget: Tune stops an arm only after a report crosses
+    it. Those reports count for nothing above."""
+    overshoots = [arm.get("overshoot", 0) for arm in arms]
+    return (
+        f"trained past the budget, not counted: {min(overshoots):,} to {max(overshoots):,} "
+        "samples per arm"
+    )
+
+
 def _print_comparison(compare_dir: StorageDir) -> None:
     comparison = json.loads((compare_dir.local / COMPARISON).read_text())
     metric = comparison["metric"]
     grid = Table(
-        title=f"{comparison['name']}: best {metric} after {comparison['budget_samples']:,} "
-        f"training samples per arm (target {comparison['target']:.4f})"
+        title=f"{comparison['name']}: best {metric} within {comparison['budget_samples']:,} "
+        f"training samples per arm (target {comparison['target']:.4f})",
+        caption=_overshoot(comparison["arms"]),
     )
     columns = (
         "scheduler",

@@ -2,22 +2,61 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from hpo.search.analysis import ArmResult, best_so_far_at, default_target, table, verdict
-from hpo.search.compute import CurvePoint, within_budget
+from hpo.core.storage import StorageDir
+from hpo.search.analysis import (
+    ArmResult,
+    best_so_far_at,
+    default_target,
+    load_arms,
+    table,
+    verdict,
+)
+from hpo.search.compute import CurvePoint, append_point, within_budget
 
 
 def arm(algorithm: str, seed: int, bests: list[float]) -> ArmResult:
     curve = [CurvePoint(100 * (i + 1), 10.0 * (i + 1), f"t{i}", b, b) for i, b in enumerate(bests)]
-    return ArmResult(algorithm, "asha", seed, curve, wall_s=30.0, trials=[{}] * len(bests))
+    return ArmResult(
+        algorithm,
+        "asha",
+        seed,
+        curve,
+        samples_trained=curve[-1].samples,
+        wall_s=30.0,
+        trials=[{}] * len(bests),
+    )
 
 
 def test_best_so_far_is_a_step_function_of_compute() -> None:
     curve = arm("tpe", 0, [0.5, 0.6, 0.7]).curve
     values = best_so_far_at(curve, [50, 100, 250, 1000], "samples")
     assert list(values[1:]) == [0.5, 0.6, 0.7] and values[0] != values[0]  # NaN before any
-    assert within_budget(curve, 150) == curve[:2]
+    assert within_budget(curve, 150) == curve[:1]  # 200 is past the budget
+    assert within_budget(curve, 200) == curve[:2]
+
+
+def test_a_better_report_past_the_budget_is_overshoot_not_the_headline(tmp_path: Path) -> None:
+    """Tune stops an arm after a report crosses its budget, and a trial beside it can still
+    report a better value: that report is recorded as overshoot, never as the arm's best."""
+    run = tmp_path / "arms" / "tpe-fifo-seed0"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"wall_s": 12.0}))
+    for samples, value in [(1000, 0.70), (2000, 0.75), (3000, 0.78), (3024, 0.80), (4000, 0.82)]:
+        append_point(run / "curve.csv", CurvePoint(samples, samples / 100, "t", value, value))
+    plan = {
+        "budget_samples": 3000,
+        "arms": [
+            {"algorithm": "tpe", "scheduler": "fifo", "seed": 0, "run_dir": "arms/tpe-fifo-seed0"}
+        ],
+    }
+    [arm] = load_arms(StorageDir(str(tmp_path)), plan)
+    assert arm.final_best == 0.78 and arm.samples_counted == 3000
+    assert arm.samples_trained == 4000  # 1,000 samples of overshoot
 
 
 def test_table_ranks_reach_and_a_clear_winner() -> None:

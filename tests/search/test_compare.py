@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from hpo.core.errors import UserError
+from hpo.core.rundir import CURVE
 from hpo.core.storage import StorageDir
 from hpo.search.compare import arm_sweep, plan_arms
+from hpo.search.compute import read_curve
 from hpo.search.sweepfile import parse_sweep
 from tests.helpers import (
     kill_tree,
@@ -108,8 +110,20 @@ def test_every_arm_spends_the_same_budget(comparison: Path) -> None:
     result = json.loads((comparison / "comparison.json").read_text())
     assert len(result["arms"]) == 8
     for one in result["arms"]:
-        # the report that crosses the budget is the last counted; it adds at most one report
-        assert BUDGET <= one["samples_used"] < BUDGET + PER_REPORT
+        run = comparison / "arms" / f"{one['algorithm']}-{one['scheduler']}-seed{one['seed']}"
+        within = [p for p in read_curve(run / CURVE) if p.samples <= BUDGET]
+        # every headline figure comes from a report within the budget (loss: lower is better)
+        assert one["final_best"] == min(p.value for p in within)
+        assert one["samples_counted"] == within[-1].samples <= BUDGET
+        # the budget is spent; what trials trained past it is reported apart
+        assert BUDGET <= one["samples_trained"] < BUDGET + 2 * PER_REPORT
+        assert one["overshoot"] == one["samples_trained"] - BUDGET
+    for row in result["rows"]:
+        assert sorted(row["finals"]) == sorted(
+            a["final_best"]
+            for a in result["arms"]
+            if (a["algorithm"], a["scheduler"]) == (row["algorithm"], row["scheduler"])
+        )
     assert {(r["scheduler"], r["algorithm"]) for r in result["rows"]} == {
         ("fifo", "random"),
         ("fifo", "tpe"),
@@ -159,5 +173,6 @@ def test_a_killed_comparison_resumes_where_it_stopped(
     result = json.loads((compare_dir / "comparison.json").read_text())
     assert {arm["algorithm"] for arm in result["arms"]} == {"random", "tpe"}
     for arm in result["arms"]:
-        assert 4 * PER_REPORT <= arm["samples_used"] < 5 * PER_REPORT
+        assert arm["samples_counted"] <= 4 * PER_REPORT <= arm["samples_trained"]
+        assert arm["samples_trained"] < 5 * PER_REPORT
     assert (compare_dir / "report.md").is_file()

@@ -30,7 +30,7 @@ def test_tensorboard_has_one_curve_run_per_algorithm(comparison: Path) -> None:
             assert f"{scheduler}/seed_0/best_loss_vs_seconds" in tags
         curve = events.Scalars("asha/seed_0/best_loss_vs_samples")
         steps, values = [e.step for e in curve], [e.value for e in curve]
-        assert steps == sorted(steps) and steps[-1] >= BUDGET
+        assert steps == sorted(steps) and steps[-1] <= BUDGET  # the overshoot is not plotted
         assert values == sorted(values, reverse=True)  # best loss so far only goes down
 
 
