@@ -8,7 +8,7 @@
   can (the load test's traffic, tests/traffic.py): the statuses, and how many were 5xx.
 
     python bench/serve_load.py URL --key-file runs/api_key [--clients 1 32] [--seconds 20]
-        [--explain-clients 2] [--hostile 10000 --max-request-bytes 1048576]
+        [--explain-clients 2] [--hostile 10000 --max-request-bytes 4000000]
 """
 
 from __future__ import annotations
@@ -121,7 +121,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--explain-clients", type=int, default=0)
     parser.add_argument("--hostile", type=int, default=0, metavar="N")
-    parser.add_argument("--max-request-bytes", type=int, default=1_048_576)
+    parser.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=4_000_000,
+        help="the service's serve.max_request_bytes",
+    )
     args = parser.parse_args()
     url, key = args.url.rstrip("/"), args.key_file.read_text().strip()
     report: dict = {}

@@ -228,17 +228,33 @@ def _is_ray_start(pid: int) -> bool:
     return any(w.endswith(b"ray") for w in words[:3]) and b"start" in words
 
 
+def _orphaned_ray_group(pgid: int) -> bool:
+    """Whether Ray processes (a raylet, a GCS) are left in the process group of a `ray start`
+    that has died: its session began with it, so the group id is its pid."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) == pgid and b"ray" in (entry / "cmdline").read_bytes():
+                return True
+        except OSError:  # gone meanwhile
+            continue
+    return False
+
+
 def _stop(nodes: list[NodeProcess], timeout_s: float = 30) -> list[str]:
     """SIGTERM to each node's `ray start` (it stops its own Ray processes as it exits), then
-    SIGKILL to the process groups of any that are still there. A pid that is no longer a
-    `ray start` is left alone."""
+    SIGKILL to the process groups of any that are still there, and of any whose `ray start`
+    died before and left Ray processes behind. A pid that is now some other program is left
+    alone."""
     ours = [node for node in nodes if _alive(node.pid) and _is_ray_start(node.pid)]
+    orphaned = [n for n in nodes if not _alive(n.pid) and _orphaned_ray_group(n.pid)]
     for node in reversed(ours):  # workers first, the head last
         os.kill(node.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while any(_alive(n.pid) for n in ours) and time.monotonic() < deadline:
         time.sleep(0.2)
-    for node in ours:
+    for node in ours + orphaned:
         try:
             os.killpg(node.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

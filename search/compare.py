@@ -168,22 +168,28 @@ def _write_plan(
     compare_dir.push(PLAN, SWEEP_COPY)
 
 
+def _arm_sweeps(
+    compare_dir: StorageDir, sweep: Sweep, prepared: Prepared, budget: int, arms: list[Arm]
+) -> dict[Arm, Sweep]:
+    """Every arm's sweep, each checked before Ray starts and the first arm runs."""
+    train_examples = len(prepared.data.train)
+    return {
+        arm: arm_sweep(sweep, arm, budget, train_examples, compare_dir.child(ARMS)) for arm in arms
+    }
+
+
 def _run_arms(
     compare_dir: StorageDir,
-    sweep: Sweep,
+    sweeps: dict[Arm, Sweep],
     prepared: Prepared,
     budget: int,
-    arms: list[Arm],
     *,
     embedded: bool,
     console: Console,
 ) -> None:
     """Runs the arms one after the other: an arm with a summary is done and kept, an
     interrupted one resumes, the others start."""
-    train_examples = len(prepared.data.train)
-    sweeps = {
-        arm: arm_sweep(sweep, arm, budget, train_examples, compare_dir.child(ARMS)) for arm in arms
-    }  # every arm's sweep is checked before the first one runs
+    arms = list(sweeps)
     for number, arm in enumerate(arms, 1):
         run = compare_dir.child(ARMS, arm.name)
         console.rule(f"arm {number}/{len(arms)}: {arm.name}")
@@ -233,8 +239,7 @@ def run_comparison(
     )
     arms = plan_arms(sweep)
     compare_dir = new_run_dir(sweep, f"{sweep.name}-compare")
-    for arm in arms:  # every arm's sweep is checked before Ray starts
-        arm_sweep(sweep, arm, budget, train_examples, compare_dir.child(ARMS))
+    sweeps = _arm_sweeps(compare_dir, sweep, prepared, budget, arms)
     embedded = connect_ray(
         target or RayTarget(), num_cpus=cpus_needed(sweep), offline=prepared.offline
     )
@@ -245,7 +250,7 @@ def run_comparison(
         f"{budget:,} training samples each ({budget / train_examples:.1f} epochs)\n"
         f"comparison dir: {compare_dir}"
     )
-    _run_arms(compare_dir, sweep, prepared, budget, arms, embedded=embedded, console=console)
+    _run_arms(compare_dir, sweeps, prepared, budget, embedded=embedded, console=console)
     write_comparison_report(compare_dir)
     return compare_dir
 
@@ -266,18 +271,13 @@ def resume_comparison(
             f"the comparison began with {plan['train_examples']}); start a new comparison"
         )
     arms = [Arm(a["algorithm"], a["scheduler"], a["seed"]) for a in plan["arms"]]
+    sweeps = _arm_sweeps(compare_dir, sweep, prepared, plan["budget_samples"], arms)
     embedded = connect_ray(
         target or RayTarget(), num_cpus=cpus_needed(sweep), offline=prepared.offline
     )
     console.print(f"resuming [bold]compare {sweep.name}[/] in {compare_dir}")
     _run_arms(
-        compare_dir,
-        sweep,
-        prepared,
-        plan["budget_samples"],
-        arms,
-        embedded=embedded,
-        console=console,
+        compare_dir, sweeps, prepared, plan["budget_samples"], embedded=embedded, console=console
     )
     write_comparison_report(compare_dir)
     return compare_dir

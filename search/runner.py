@@ -190,16 +190,15 @@ def _finish(experiment: _Experiment, results: Any, wall_s: float) -> dict[str, A
     # disk can lag behind (a trial Hyperband paused at its last rung still shows PAUSED).
     final = snapshots(results)
     _check_disk_space(run, final)
+    disk_stop = _take_disk_stop(run)
     budget = experiment.budget_samples
     budget_spent = budget is not None and samples_trained(final) >= budget
     on_disk = [] if budget_spent else snapshots_on_disk(run)
     if not budget_spent and _interrupted(sweep, on_disk, len(results), wall_s):
         records = [make_record(s, objective, sweep_over=False) for s in on_disk]
         write_trials(run, records, sweep.metric)
-        marker = run.local / DISK_STOP
-        if marker.is_file():
-            free, needed = (int(n) / 1e6 for n in marker.read_text().split())
-            marker.unlink()
+        if disk_stop is not None:
+            free, needed = disk_stop
             raise _disk_full(
                 run,
                 f"has {free:.0f} MB left, less than the {needed:.0f} MB the "
@@ -256,6 +255,17 @@ def _no_space_left(run: StorageDir) -> bool:
     except OSError as err:
         return err.errno == errno.ENOSPC
     return False
+
+
+def _take_disk_stop(run: StorageDir) -> tuple[float, float] | None:
+    """The free and needed MB that DiskGuard recorded when it stopped the sweep, if it did;
+    the marker is removed, so that a later stop is not taken for a full disk."""
+    marker = run.local / DISK_STOP
+    if not marker.is_file():
+        return None
+    free, needed = (int(n) / 1e6 for n in marker.read_text().split())
+    marker.unlink()
+    return free, needed
 
 
 def _check_disk_space(run: StorageDir, final: list[TrialSnapshot]) -> None:

@@ -18,13 +18,13 @@ from ray.serve.config import BackpressureConfig
 
 from hpo.serve.config import ServeConfig
 from hpo.serve.http import create_api
-from hpo.serve.keys import MIN_KEY_CHARS
+from hpo.serve.keys import check_key
 from hpo.serve.limits import Busy, Slots
 from hpo.serve.model import Prediction, TextClassifier
 from hpo.serve.schemas import ExplainRequest, PredictRequest
 
 RETRY_AFTER_S = 1
-"""What a 503 of the proxy (a full queue) asks clients to wait."""
+"""What a 503 (a full queue, too many explanations) asks clients to wait."""
 EXPLAIN_WAITING = 4
 """Explanations that may wait, per slot of `serve.explain_concurrency`; more get 503."""
 
@@ -60,11 +60,6 @@ def _warnings(predictions: list[Prediction], max_length: int) -> list[str]:
     ]
 
 
-def _check_key(api_key: str) -> None:
-    if len(api_key) < MIN_KEY_CHARS:  # an empty key would let every request through
-        raise ValueError(f"the API key must have at least {MIN_KEY_CHARS} characters")
-
-
 @serve.deployment
 @serve.ingress()
 class ModelService:
@@ -73,7 +68,7 @@ class ModelService:
     def __init__(
         self, checkpoint: str, info: dict[str, Any], api_key: str, settings: ServeConfig
     ) -> None:
-        _check_key(api_key)
+        check_key(api_key, "the service")  # an empty key would let every request through
         self.classifier = TextClassifier(checkpoint, threads=max(1, int(settings.cpus_per_replica)))
         self.model_info = info
         self.api_key = api_key
@@ -152,7 +147,9 @@ class ModelService:
                     self.idle_explainers.append(explainer)
         except Busy:
             raise HTTPException(
-                503, "too many explanations at once; retry shortly", {"Retry-After": "1"}
+                503,
+                "too many explanations at once; retry shortly",
+                {"Retry-After": str(RETRY_AFTER_S)},
             ) from None
         return {
             **asdict(explanation.prediction),
@@ -165,7 +162,7 @@ class ModelService:
 
 def build_app(checkpoint: str, info: dict[str, Any], api_key: str, settings: ServeConfig) -> Any:
     """The Serve application for one checkpoint, with the deployment's replicas and resources."""
-    _check_key(api_key)  # refused here already, not only by each replica
+    check_key(api_key, "the service")  # refused here already, not only by each replica
     return ModelService.options(
         num_replicas=settings.replicas,
         ray_actor_options={

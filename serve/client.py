@@ -23,7 +23,7 @@ import requests
 
 RETRYABLE = frozenset({502, 503, 504})
 MAX_BACKOFF_S = 8.0
-"""The longest wait between two tries: by default 8 retries span ~45 s, longer than a replica
+"""The longest wait between two tries: by default 8 retries span ~40 s, longer than a replica
 takes to restart on a busy 2-core machine."""
 
 

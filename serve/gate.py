@@ -7,9 +7,10 @@ serving settings it was decided with, so that the live model can be redeployed f
 alone (`hpo rollback`, KubeRay's RayService).
 
 The gate never promotes without a comparison: on the test split when both models have a test
-metric, else on the validation metric, and the line says which (`compared_on`); a NaN metric
-is refused. Deciding and appending happen under a lock on the ledger, with the live model read
-again inside it, so two deploys at once are judged one after the other. The lock is a file lock
+metric, else on the validation metric, and the line says which (`compared_on`); a candidate
+whose test metric is NaN or infinite, or that has no finite metric at all, is refused.
+Deciding and appending happen under a lock on the ledger, with the live model read again
+inside it, so two deploys at once are judged one after the other. The lock is a file lock
 on this machine: in a bucket, an append downloads the ledger, adds a line and uploads it whole,
 so deploy one storage from one machine at a time.
 """
@@ -161,7 +162,7 @@ def promoted_stack(storage: StorageDir, name: str) -> list[dict[str, Any]]:
 
 
 def _finite(value: float | None) -> bool:
-    return value is not None and not math.isnan(value)
+    return value is not None and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -182,9 +183,11 @@ def judge(
     """A candidate (with its test metric, None without a test split) against the live model:
     on the test split where both have a finite test metric, else on validation."""
     live_test = None if live is None else live.get("test_metric")
-    if test_metric is not None and math.isnan(test_metric):
-        return Judgement(False, "the candidate's test metric is NaN", "none", live_test)
+    if test_metric is not None and not math.isfinite(test_metric):
+        return Judgement(False, f"the candidate's test metric is {test_metric}", "none", live_test)
     if live is None:
+        if not (_finite(test_metric) or _finite(candidate.validation_metric)):
+            return Judgement(False, "the candidate has no finite metric", "none", None)
         return Judgement(True, "no live model yet", "none", None)
     if _finite(test_metric) and _finite(live_test):
         basis, mine, theirs = "test", test_metric, live_test
@@ -236,6 +239,8 @@ def decide_and_append(
             )
             decision_name, measured = "unchanged", live["test_metric"]
         else:
+            if unchanged:  # another deploy replaced it meanwhile: this one needs its metric
+                measured = test_metric()
             verdict = judge(candidate, measured, live, tolerance=tolerance)
             decision_name = "promoted" if verdict.promote else "rejected"
         decision = Decision(

@@ -50,7 +50,9 @@ class Guard:
         if path in JSON_BODIES and content_type != "application/json":
             return Refusal(415, "send the body as JSON (Content-Type: application/json)")
         length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_request_bytes):
+        if length is not None and not length.isdigit():
+            return Refusal(400, "Content-Length is not a number of bytes")
+        if length is not None and int(length) > self.max_request_bytes:
             return self.too_large()
         return None
 

@@ -5,6 +5,7 @@ tests use it directly."""
 from __future__ import annotations
 
 import copy
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -59,6 +60,9 @@ class TextClassifier:
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         positions = getattr(config, "max_position_embeddings", 512)
         self.max_length = min(self.tokenizer.model_max_length or positions, positions)
+        # One pass at a time: a request cancelled mid-pass (its client left) leaves its
+        # thread running, and the next must not share the model and tokenizer with it.
+        self._in_use = threading.Lock()
 
     def twin(self) -> TextClassifier:
         """An independent copy for another thread: its own model (Captum's hooks on the
@@ -67,6 +71,7 @@ class TextClassifier:
         twin = copy.copy(self)
         twin.model = copy.deepcopy(self.model)
         twin.tokenizer = copy.deepcopy(self.tokenizer)
+        twin._in_use = threading.Lock()
         return twin
 
     def _encode(self, texts: list[str], pairs: list[str | None]):
@@ -99,6 +104,10 @@ class TextClassifier:
     @torch.inference_mode()
     def predict(self, texts: list[str], pairs: list[str | None] | None = None) -> list[Prediction]:
         """One forward pass over all texts (and their pairs)."""
+        with self._in_use:
+            return self._predict(texts, pairs)
+
+    def _predict(self, texts: list[str], pairs: list[str | None] | None) -> list[Prediction]:
         pairs = pairs if pairs is not None else [None] * len(texts)
         if not texts:
             return []
@@ -118,6 +127,10 @@ class TextClassifier:
     def explain(self, text: str, pair: str | None = None, *, steps: int = 32) -> Explanation:
         """Integrated Gradients (Captum) over the word embeddings, for the predicted label:
         how much each token moved that label's score, against an all-padding baseline."""
+        with self._in_use:
+            return self._explain(text, pair, steps)
+
+    def _explain(self, text: str, pair: str | None, steps: int) -> Explanation:
         from captum.attr import LayerIntegratedGradients
 
         encoded, truncated = self._encode([text], [pair])

@@ -66,7 +66,6 @@ class Outcome:
 
     statuses: Counter = field(default_factory=Counter)  # (kind, status) -> count
     not_json_errors: list[tuple[str, int]] = field(default_factory=list)
-    latencies_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -106,9 +105,7 @@ def send(
             headers = {"Content-Type": shot.content_type}
             if shot.keyed:
                 headers["Authorization"] = f"Bearer {key}"
-            started = time.perf_counter()
             response = session.post(f"{url}/predict", data=shot.body, headers=headers, timeout=120)
-            elapsed_ms = (time.perf_counter() - started) * 1000
             is_json_error = response.ok
             if not response.ok:
                 try:
@@ -117,7 +114,6 @@ def send(
                     is_json_error = False
             with lock:
                 outcome.statuses[(shot.kind, response.status_code)] += 1
-                outcome.latencies_ms.append(elapsed_ms)
                 if not is_json_error:
                     outcome.not_json_errors.append((shot.kind, response.status_code))
 

@@ -90,6 +90,6 @@ def main() -> None:
     except UserError as err:
         errors.print(f"[red]error:[/] {escape(str(err))}")
         sys.exit(2)
-    except KeyboardInterrupt:
-        errors.print("interrupted; continue with `hpo resume RUN_DIR`")
+    except KeyboardInterrupt:  # a sweep stopped by Tune says how to resume (SweepInterrupted)
+        errors.print("interrupted")
         sys.exit(130)

@@ -267,7 +267,8 @@ def test_a_killed_driver_of_a_bucket_run_resumes_from_the_bucket(
             break
     kill_tree(process.pid)
     process.communicate(timeout=60)
-    assert "killed/summary.json" not in objects("killed", s3)
+    in_bucket = objects("killed/tiny", s3)
+    assert "sweep.yaml" in in_bucket and "summary.json" not in in_bucket  # killed mid-sweep
 
     resumed = hpo(
         "resume", f"s3://{BUCKET}/killed/tiny", "--no-serve", env=s3, cache=tmp_path / "cache-2"

@@ -48,12 +48,16 @@ def test_without_a_test_metric_the_gate_compares_on_validation_and_says_so() -> 
     assert "the live model has no test metric" in live_missing.reason
 
 
-def test_nan_is_never_promoted() -> None:
-    nan = gate.judge(candidate(), math.nan, live(0.5), tolerance=0)
-    assert not nan.promote and "NaN" in nan.reason
-    assert not gate.judge(candidate(), math.nan, None, tolerance=0).promote
-    nothing = gate.judge(candidate(validation=math.nan), None, live(None), tolerance=0)
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nan_and_infinity_are_never_promoted(bad: float) -> None:
+    judged = gate.judge(candidate(), bad, live(0.5), tolerance=0)
+    assert not judged.promote and str(bad) in judged.reason
+    assert not gate.judge(candidate(), bad, None, tolerance=0).promote
+    nothing = gate.judge(candidate(validation=bad), None, live(None), tolerance=0)
     assert not nothing.promote and nothing.compared_on == "none"
+    # not even as the first model of its name
+    first = gate.judge(candidate(validation=bad), None, None, tolerance=0)
+    assert not first.promote and "no finite metric" in first.reason
 
 
 def record(decision: str, trial: str, name: str = "s") -> gate.Decision:

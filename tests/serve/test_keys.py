@@ -50,5 +50,5 @@ def test_the_service_refuses_to_start_with_a_short_key(tiny_model: str) -> None:
     from hpo.serve.app import build_app
     from hpo.serve.config import ServeConfig
 
-    with pytest.raises(ValueError, match="at least 32 characters"):
+    with pytest.raises(UserError, match="use at least 32"):
         build_app(tiny_model, {}, "", ServeConfig())
