@@ -82,8 +82,8 @@ def _wait(keep_serving: bool) -> None:
         return
     # Tune leaves its own SIGINT handler behind, which would swallow the first Ctrl-C.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    console.print("serving until Ctrl-C")
-    try:
+    try:  # from the announcement on: a Ctrl-C or SIGTERM right after it is a clean stop
+        console.print("serving until Ctrl-C")
         while True:
             time.sleep(1)
     except KeyboardInterrupt:

@@ -245,8 +245,8 @@ def tensorboard(
     """Start TensorBoard on the logs of a run or comparison and print its URL."""
     logdir = find_logdir(StorageDir.at(directory))
     url = launch_tensorboard(logdir, host, port)
-    console.print(f"TensorBoard on {logdir}: {url}  (Ctrl-C to stop)", markup=False)
-    try:
+    try:  # a Ctrl-C or SIGTERM right after the announcement is a clean stop too
+        console.print(f"TensorBoard on {logdir}: {url}  (Ctrl-C to stop)", markup=False)
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
