@@ -18,7 +18,7 @@ export HPO_DATA
 
 BIN := $(VENV)/bin
 
-.PHONY: install install-test demo test test-faults lint clean
+.PHONY: install install-test demo test test-faults lint bench-quick clean
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
@@ -43,6 +43,11 @@ test: install-test
 
 test-faults: install-test
 	$(BIN)/python -m pytest -m faults
+
+# Benchmarks (bench/README.md): each writes bench/results/<name>.json and the README's table.
+BENCH_QUICK := bench/cold_start.py
+bench-quick: install-test
+	for script in $(BENCH_QUICK); do $(BIN)/python $$script || exit 1; done
 
 lint: install-test
 	$(BIN)/ruff check .

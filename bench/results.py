@@ -1,0 +1,89 @@
+"""What every benchmark writes: `bench/results/<name>.json` with its figures, the goal as
+text, whether it was met, the ratio where the goal is one, and the machine and versions it ran
+on; `bench/README.md`'s table is rebuilt from these files (`python bench/results.py`)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import statistics
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+README = Path(__file__).resolve().parent / "README.md"
+TABLE_START, TABLE_END = "<!-- results -->", "<!-- /results -->"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of repeated measurements (≥ 3 on this noisy machine)."""
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "runs": len(values),
+    }
+
+
+def write_result(
+    name: str,
+    *,
+    goal: str,
+    met: bool,
+    figures: dict[str, Any],
+    ratio: float | None = None,
+    summary: str,
+) -> Path:
+    """Writes bench/results/<name>.json and refreshes the README table. `summary`: the
+    measured value in a few words, for the table."""
+    RESULTS.mkdir(exist_ok=True)
+    result = {
+        "name": name,
+        "goal": goal,
+        "met": met,
+        "ratio": ratio,
+        "summary": summary,
+        "figures": figures,
+        "machine": {
+            "cores": os.cpu_count(),
+            "torch": _version("torch"),
+            "ray": _version("ray"),
+            "transformers": _version("transformers"),
+        },
+        "date": datetime.date.today().isoformat(),
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    update_readme()
+    return path
+
+
+def update_readme() -> None:
+    """Rewrites the table between the README's markers from every result file."""
+    rows = [
+        "| benchmark | goal | measured | met | date |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for path in sorted(RESULTS.glob("*.json")):
+        result = json.loads(path.read_text())
+        rows.append(
+            f"| {result['name']} | {result['goal']} | {result['summary']} | "
+            f"{'yes' if result['met'] else '**no**'} | {result['date']} |"
+        )
+    text = README.read_text()
+    before, rest = text.split(TABLE_START, 1)
+    after = rest.split(TABLE_END, 1)[1]
+    README.write_text(f"{before}{TABLE_START}\n" + "\n".join(rows) + f"\n{TABLE_END}{after}")
+
+
+if __name__ == "__main__":
+    update_readme()
