@@ -5,6 +5,9 @@ tests/search/test_ray_compat.py that fails loudly when a Ray upgrade changes it.
   the `ExperimentAnalysis` behind a `ResultGrid` (`_experiment_analysis`) holds the trials.
 - Ray has no synchronous successive halving; Hyperband is a set of such brackets, so one
   bracket of `HyperBandScheduler` shaped by hand (`hyperband._Bracket`) is one.
+- Ray's bracket, once finished, stops the trials it paused but misses one whose pause is still
+  saving its checkpoint: that trial ends up PAUSED for ever and the sweep never ends. Both our
+  schedulers use a bracket that stops it too (`_Bracket.cleanup_full`).
 
 Ray is imported inside the functions: the sweep file's validation imports this module.
 """
@@ -24,6 +27,44 @@ def trials_of(results: ResultGrid) -> list[Trial]:
     return list(results._experiment_analysis.trials)
 
 
+def _bracket_class() -> type:
+    """Ray's Hyperband bracket, with its end fixed: Ray 2.60's `cleanup_full` stops only trials
+    already PAUSED, so a trial whose pause is still saving when the bracket's last result comes
+    in is paused afterwards and waits for ever (`_process_bracket` checks `is_saving`; this
+    does not)."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers.hyperband import _Bracket
+
+    class Bracket(_Bracket):
+        def cleanup_full(self, tune_controller: Any) -> None:
+            for trial in self.current_trials():
+                if trial.status == Trial.PAUSED or trial.is_saving:
+                    tune_controller.stop_trial(trial)
+
+    return Bracket
+
+
+def hyperband(*, time_attr: str, max_t: int, reduction_factor: float) -> TrialScheduler:
+    """Ray's HyperBandScheduler with brackets that stop every trial they paused."""
+    from ray.tune.schedulers import HyperBandScheduler
+
+    bracket = _bracket_class()
+
+    class Hyperband(HyperBandScheduler):
+        def _create_bracket(self, s: int) -> Any:
+            return bracket(
+                time_attr=self._time_attr,
+                max_trials=self._get_n0(s),
+                init_t_attr=self._get_r0(s),
+                max_t_attr=self._max_t_attr,
+                eta=self._eta,
+                s=s,
+                stop_last_trials=self._stop_last_trials,
+            )
+
+    return Hyperband(time_attr=time_attr, max_t=max_t, reduction_factor=reduction_factor)
+
+
 def successive_halving(
     *,
     time_attr: str,
@@ -36,11 +77,12 @@ def successive_halving(
     """Ray's HyperBandScheduler restricted to one bracket that holds every trial: Ray's
     bracket logic (pausing, promotion) with only its shape fixed."""
     from ray.tune.schedulers import HyperBandScheduler
-    from ray.tune.schedulers.hyperband import _Bracket
+
+    bracket = _bracket_class()
 
     class SynchronousSuccessiveHalving(HyperBandScheduler):
         def _create_bracket(self, s: int) -> Any:
-            return _Bracket(
+            return bracket(
                 time_attr=self._time_attr,
                 max_trials=num_trials,
                 init_t_attr=grace_period,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Union
 from pydantic import Field
 
 from hpo.core.config import StrictModel
-from hpo.search.ray_compat import successive_halving
+from hpo.search.ray_compat import hyperband, successive_halving
 from hpo.trainables.job import reports_in
 
 if TYPE_CHECKING:
@@ -101,9 +101,7 @@ class HyperbandConfig(_Scheduler):
     reduction_factor: float = Field(default=3, gt=1)
 
     def build(self, budget: Budget) -> TrialScheduler:
-        from ray.tune.schedulers import HyperBandScheduler
-
-        return HyperBandScheduler(
+        return hyperband(
             time_attr=TIME_ATTR,
             max_t=budget.reports(self.max_epochs),
             reduction_factor=self.reduction_factor,

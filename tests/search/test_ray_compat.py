@@ -37,3 +37,42 @@ def test_successive_halving_is_one_hand_shaped_hyperband_bracket() -> None:
         bracket = scheduler._create_bracket(s)
         assert isinstance(bracket, _Bracket)
         assert (bracket._n0, bracket._r0, bracket._halves, bracket._max_t_attr) == (8, 1, 2, 4)
+
+
+class _Controller:
+    """The one method a Hyperband bracket calls on Tune's controller."""
+
+    def __init__(self) -> None:
+        self.stopped: list = []
+
+    def stop_trial(self, trial) -> None:
+        self.stopped.append(trial)
+
+
+def _trial(name: str):
+    from ray.tune.experiment import Trial
+
+    trial = Trial("__fake", stub=True, experiment_tag=name)
+    trial.set_status(Trial.RUNNING)
+    return trial
+
+
+def test_a_finished_bracket_stops_a_trial_still_saving_its_pause() -> None:
+    """max_t 2, reduction 2: bracket one runs 2 trials to 2 reports. The first to get there is
+    paused; its pause is still saving when the second's last report ends the bracket. Ray's
+    own bracket stopped only trials already PAUSED, so this one was paused afterwards and the
+    sweep waited for ever (seen once in CI)."""
+    from ray.tune.schedulers import TrialScheduler
+
+    scheduler = ray_compat.hyperband(time_attr="training_iteration", max_t=2, reduction_factor=2)
+    scheduler.set_search_properties("accuracy", "max")
+    controller = _Controller()
+    first, second = _trial("first"), _trial("second")
+    for trial in (first, second):
+        scheduler.on_trial_add(controller, trial)
+
+    result = {"training_iteration": 2, "accuracy": 0.5}
+    assert scheduler.on_trial_result(controller, first, result) == TrialScheduler.PAUSE
+    first.temporary_state.saving_to = object()  # Tune saves before it marks the trial PAUSED
+    assert scheduler.on_trial_result(controller, second, result) == TrialScheduler.STOP
+    assert controller.stopped == [first]
