@@ -1,15 +1,62 @@
 """A trial's checkpoint: a `save_pretrained` folder that `transformers.pipeline` loads, plus the
 training state that resuming needs (optimizer, LR schedule, step, RNG) and the metrics reported
-with it."""
+with it.
+
+A checkpoint is written to a staging folder and Ray copies it into the run dir. Staged on disk,
+every report would write it to disk twice; staged in memory (/dev/shm, when it has room), once.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 from hpo.core.rundir import TRAINING_STATE
+
+STAGING_ENV = "HPO_CHECKPOINT_STAGING"
+"""Where checkpoints are staged: `auto` (default: /dev/shm when it has room, else the temp
+folder) or a folder."""
+MEMORY = "/dev/shm"
+
+
+def checkpoint_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """About what a checkpoint of this model and optimizer takes: weights and optimizer state."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    state = sum(
+        value.numel() * value.element_size()
+        for per_parameter in optimizer.state.values()
+        for value in per_parameter.values()
+        if isinstance(value, torch.Tensor)
+    )
+    return weights + state
+
+
+def staging_root(expected_bytes: int) -> str | None:
+    """The folder to stage a checkpoint of `expected_bytes` in (None: the temp folder). Memory
+    only with room for it twice over: trials running side by side stage theirs at once."""
+    choice = os.environ.get(STAGING_ENV, "auto")
+    if choice != "auto":
+        return choice
+    try:
+        free = shutil.disk_usage(MEMORY).free
+    except OSError:  # no /dev/shm (macOS)
+        return None
+    return MEMORY if free >= 2 * expected_bytes else None
+
+
+@contextlib.contextmanager
+def staging_folder(expected_bytes: int) -> Iterator[str]:
+    """An empty folder to write one checkpoint into, deleted once Ray has copied it."""
+    with tempfile.TemporaryDirectory(
+        prefix="hpo-checkpoint-", dir=staging_root(expected_bytes)
+    ) as folder:
+        yield folder
 
 
 def save_checkpoint(

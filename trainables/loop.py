@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,12 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from hpo.trainables.checkpoints import restore_training_state, save_checkpoint
+from hpo.trainables.checkpoints import (
+    checkpoint_bytes,
+    restore_training_state,
+    save_checkpoint,
+    staging_folder,
+)
 from hpo.trainables.config import Hyperparameters
 from hpo.trainables.encoding import EncodedData, EncodedSplit, collate, epoch_batches
 from hpo.trainables.job import TrainJob
@@ -306,7 +310,7 @@ class _Trial:
         if self.session.world_rank != 0:
             self.session.report(metrics, None)
             return
-        with tempfile.TemporaryDirectory(prefix="hpo-checkpoint-") as folder:
+        with staging_folder(checkpoint_bytes(self.model, self.optimizer)) as folder:
             save_checkpoint(
                 folder,
                 self.model,
