@@ -69,7 +69,9 @@ class ModelService:
         self, checkpoint: str, info: dict[str, Any], api_key: str, settings: ServeConfig
     ) -> None:
         check_key(api_key, "the service")  # an empty key would let every request through
-        self.classifier = TextClassifier(checkpoint, threads=max(1, int(settings.cpus_per_replica)))
+        self.classifier = TextClassifier(
+            checkpoint, threads=max(1, int(settings.cpus_per_replica)), runtime=settings.runtime
+        )
         self.model_info = info
         self.api_key = api_key
         self.settings = settings

@@ -3,7 +3,7 @@ protected."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -62,6 +62,13 @@ class ServeConfig(StrictModel):
         ge=1,
         description="Explanations one replica computes at once, off the event loop; up to four "
         "times as many wait, and more get 503 with Retry-After, so /predict never waits on them.",
+    )
+    runtime: Literal["torch", "int8"] = Field(
+        default="torch",
+        description="How replicas run the model: torch (the checkpoint's float weights) or "
+        "int8 (PyTorch's dynamic int8 quantization of the linear layers, CPU only: about twice "
+        "the texts/s). int8 is a candidate of its own: the gate measures it on the test split "
+        "and compares it with the live model like any other.",
     )
     gate: GateConfig = GateConfig()
     smoke_test: list[str] = Field(

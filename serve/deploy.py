@@ -86,7 +86,9 @@ def deploy(
 
     def test_metric() -> float | None:
         try:
-            return metric_on_test_split(candidate.checkpoint, test_data, candidate.metric)
+            return metric_on_test_split(
+                candidate.checkpoint, test_data, candidate.metric, settings.runtime
+            )
         except UserError as err:  # e.g. the test file is not on this machine
             notes.append(f"no test metric for the candidate: {err}")
             return None
@@ -103,6 +105,8 @@ def deploy(
         raise UserError(f"{candidate.name}: nothing to serve: {decision.reason}")
     if live["checkpoint_sha256"] != decision.checkpoint_sha256:  # the live model stays
         _verified(live)
+    # the live model runs as it was judged: a rejected int8 candidate leaves it as it was
+    settings = settings.model_copy(update={"runtime": _settings_of(live).runtime})
     key, key_file = api_key(storage)
     url = _run_app(candidate.name, live, settings, key)
     return Deployment(candidate.name, url, decision, live, key_file, notes)

@@ -216,6 +216,20 @@ def judge(
     return Judgement(True, compared, basis, live_test)
 
 
+def _runtime(serve: dict[str, Any] | None) -> str:
+    return (serve or {}).get("runtime", "torch")
+
+
+def _same_model(live: dict[str, Any] | None, sha256: str, serve: dict[str, Any]) -> bool:
+    """Whether the live model is these weights, run the same way (int8 weights answer
+    differently: the same checkpoint under another runtime is a new candidate)."""
+    return (
+        live is not None
+        and live["checkpoint_sha256"] == sha256
+        and _runtime(live.get("serve")) == _runtime(serve)
+    )
+
+
 def decide_and_append(
     storage: StorageDir,
     candidate: Candidate,
@@ -229,11 +243,11 @@ def decide_and_append(
     returns it and the live model afterwards. `test_metric` is called only when the candidate
     is not the live model already, before the lock is taken (it takes seconds)."""
     live = (promoted_stack(storage, candidate.name) or [None])[-1]
-    unchanged = live is not None and live["checkpoint_sha256"] == sha256
+    unchanged = _same_model(live, sha256, serve)
     measured = None if unchanged else test_metric()
     with locked(storage):
         live = (promoted_stack(storage, candidate.name) or [None])[-1]  # again, in the lock
-        if live is not None and live["checkpoint_sha256"] == sha256:
+        if _same_model(live, sha256, serve):
             verdict = Judgement(
                 True, "this checkpoint is already the live model", "none", live["test_metric"]
             )

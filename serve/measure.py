@@ -26,9 +26,12 @@ def checkpoint_sha256(checkpoint: str) -> str:
     return digest.hexdigest()
 
 
-def metric_on_test_split(checkpoint: str, data: DataConfig, metric: str) -> float | None:
-    """`metric` of a checkpoint on the `data` section's test split; None without one."""
-    classifier = TextClassifier(checkpoint)
+def metric_on_test_split(
+    checkpoint: str, data: DataConfig, metric: str, runtime: str = "torch"
+) -> float | None:
+    """`metric` of a checkpoint, run as `runtime` serves it, on the `data` section's test
+    split; None without one."""
+    classifier = TextClassifier(checkpoint, runtime=runtime)
     examples = load_test_split(data, classifier.labels)
     if examples is None:
         return None

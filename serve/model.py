@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import copy
 import threading
+import warnings
 from dataclasses import dataclass
 
 import torch
 
+from hpo.core.errors import UserError
 from hpo.core.rundir import TRAINING_STATE
 from hpo.core.storage import local_checkpoint
 
@@ -41,10 +43,27 @@ def checkpoint_folder(checkpoint: str) -> str:
     return local_checkpoint(checkpoint, exclude=(TRAINING_STATE,))
 
 
+def _int8(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """The model with its linear layers quantized to int8 (weights ahead, activations per
+    batch): PyTorch's dynamic quantization, which runs on CPUs only."""
+    if device.type != "cpu":
+        raise UserError("serve.runtime: int8 runs on CPUs only; use torch on GPUs")
+    with warnings.catch_warnings():  # torch points eager-mode quantization users to torchao
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 class TextClassifier:
     """A `save_pretrained` classification checkpoint, ready for inference."""
 
-    def __init__(self, checkpoint: str, *, device: str | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        checkpoint: str,
+        *,
+        device: str | None = None,
+        threads: int | None = None,
+        runtime: str = "torch",
+    ):
         import transformers
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -56,6 +75,9 @@ class TextClassifier:
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         self.model = AutoModelForSequenceClassification.from_pretrained(checkpoint)
         self.model.to(self.device).eval()
+        self.float_model = self.model  # what explanations differentiate (int8 has no gradients)
+        if runtime == "int8":
+            self.model = _int8(self.model, self.device)
         config = self.model.config
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         positions = getattr(config, "max_position_embeddings", 512)
@@ -69,7 +91,7 @@ class TextClassifier:
         embeddings must not touch this one's forward passes) and its own tokenizer (a fast
         tokenizer refuses use from two threads at once)."""
         twin = copy.copy(self)
-        twin.model = copy.deepcopy(self.model)
+        twin.model = twin.float_model = copy.deepcopy(self.float_model)
         twin.tokenizer = copy.deepcopy(self.tokenizer)
         twin._in_use = threading.Lock()
         return twin
@@ -87,8 +109,13 @@ class TextClassifier:
             return_tensors="pt",
             return_length=False,
         )
-        full = self.tokenizer(texts, second, truncation=False)["input_ids"]
-        truncated = [len(ids) > self.max_length for ids in full]
+        # only an input that fills max_length can have been cut: tokenize those again, whole
+        lengths = encoded["attention_mask"].sum(dim=1).tolist()
+        truncated = [False] * len(texts)
+        for i, length in enumerate(lengths):
+            if length >= self.max_length:
+                whole = self.tokenizer(texts[i], second[i] if second else None)["input_ids"]
+                truncated[i] = len(whole) > self.max_length
         return encoded.to(self.device), truncated
 
     def _prediction(self, probabilities: torch.Tensor, truncated: bool) -> Prediction:

@@ -142,3 +142,23 @@ def test_two_deploys_at_once_are_judged_one_after_the_other(tmp_path: Path) -> N
 def test_an_empty_ledger_has_no_live_model(tmp_path: Path, text: str) -> None:
     (tmp_path / "promotions.jsonl").write_text(text)
     assert gate.promoted_stack(StorageDir.at(tmp_path), "s") == []
+
+
+def test_the_same_checkpoint_under_another_runtime_is_judged_anew(tmp_path: Path) -> None:
+    """int8 weights answer differently: the gate measures them, and a worse int8 model of the
+    live checkpoint is rejected instead of being taken for the live model."""
+    storage = StorageDir.at(str(tmp_path))
+    torch_serve, int8_serve = {"runtime": "torch"}, {"runtime": "int8"}
+
+    def decide(test_metric: float, serve: dict) -> gate.Decision:
+        decision, _ = gate.decide_and_append(
+            storage, candidate(), "same-weights", lambda: test_metric, tolerance=0, serve=serve
+        )
+        return decision
+
+    assert decide(0.85, torch_serve).decision == "promoted"
+    assert decide(0.0, torch_serve).decision == "unchanged"  # not measured again
+    rejected = decide(0.84, int8_serve)
+    assert rejected.decision == "rejected" and rejected.test_metric == 0.84
+    assert decide(0.85, int8_serve).decision == "promoted"  # as good: int8 is live now
+    assert decide(0.0, int8_serve).decision == "unchanged"

@@ -50,3 +50,18 @@ def test_explanation_scores_every_word_token(classifier: TextClassifier) -> None
     assert explanation.prediction.label in classifier.labels
     # integrated gradients: attributions sum to f(x) - f(baseline), up to the delta
     assert explanation.convergence_delta < 0.05
+
+
+def test_the_int8_runtime_quantizes_the_linear_layers_and_answers_alike(
+    classifier: TextClassifier, tiny_model: str
+) -> None:
+    import torch
+
+    int8 = TextClassifier(tiny_model, device="cpu", runtime="int8")
+    kinds = {type(module) for module in int8.model.modules()}
+    assert torch.ao.nn.quantized.dynamic.Linear in kinds and torch.nn.Linear not in kinds
+    texts = ["a fine film", "dull and long", "ok"]
+    for fast, exact in zip(int8.predict(texts), classifier.predict(texts), strict=True):
+        assert fast.score == pytest.approx(exact.score, abs=0.05)
+    # explanations differentiate the float weights (int8 layers have no gradients)
+    assert int8.twin().explain("a fine film", steps=4).tokens
