@@ -110,6 +110,7 @@ class ModelService:
             **self.model_info,
             "labels": self.classifier.labels,
             "max_length": self.classifier.max_length,
+            "runtime": self.settings.runtime,
             "batching": self.stats.as_dict(),
             "limits": {
                 "max_inputs_per_request": self.settings.max_inputs_per_request,

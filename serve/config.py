@@ -81,3 +81,11 @@ class ServeConfig(StrictModel):
     def _renamed_keys(cls, values: Any) -> Any:
         """`max_batch` (hpo < 0.2) read like `max_batch_size`, a different limit."""
         return rename_key(values, section="serve", old="max_batch", new="max_inputs_per_request")
+
+    @model_validator(mode="after")
+    def _int8_on_cpus(self) -> ServeConfig:
+        if self.runtime == "int8" and self.gpus_per_replica > 0:
+            raise ValueError(
+                "runtime: int8 runs on CPUs only; set gpus_per_replica: 0 or runtime: torch"
+            )
+        return self
