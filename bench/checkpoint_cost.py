@@ -28,7 +28,12 @@ from quickstart_runs import run_quickstart
 from results import spread, write_result
 
 from hpo.core.rundir import TRAINING_STATE
-from hpo.trainables.checkpoints import STAGING_ENV, save_checkpoint, staging_folder
+from hpo.trainables.checkpoints import (
+    STAGING_ENV,
+    checkpoint_bytes,
+    save_checkpoint,
+    staging_folder,
+)
 
 GOAL_RATIO = 0.5
 TOLERANCE = 0.005  # the tokenizer's files and file-system metadata: a few kB of 273 MB
@@ -60,8 +65,7 @@ def one_report(parts, run_dir: Path, index: int) -> dict[str, float]:
     model, tokenizer, optimizer, scheduler = parts
     os.sync()
     before, started = _disk_bytes_written(), time.perf_counter()
-    expected = sum(p.numel() * p.element_size() for p in model.parameters()) * 3
-    with staging_folder(expected) as folder:
+    with staging_folder(checkpoint_bytes(model, optimizer)) as folder:
         save_checkpoint(folder, model, tokenizer, optimizer, scheduler, 1, {"accuracy": 0.5})
         destination = run_dir / f"checkpoint_{index:06d}"
         local = pyarrow.fs.LocalFileSystem()

@@ -2,9 +2,10 @@
 on the same budget (4 trials x the same 2,000 SST-2 sentences x 1 epoch), run one after the
 other in this session, so both see the same (noisy, shared) machine.
 
-    python bench/quickstart_vs_trainer.py [--rounds N]
+    python bench/quickstart_vs_trainer.py [--rounds 3]   # bench/results/quickstart_vs_peer.json
 
-Prints each side's whole-command wall time and best validation accuracy, and the time ratio.
+Prints each side's whole-command wall time and best validation accuracy, and the time ratio;
+alternates which side goes first.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import time
 from pathlib import Path
 
 from quickstart_runs import REPO, run_quickstart
+from results import spread, write_result
+
+GOAL_RATIO = 0.6
 
 
 def run_hpo(storage: str) -> dict:
@@ -42,24 +46,42 @@ def run_baseline() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
     rounds = parser.parse_args().rounds
+    ours, theirs = [], []
     for round_ in range(rounds):
-        with tempfile.TemporaryDirectory() as storage:
-            ours = run_hpo(storage)
-        baseline = run_baseline()
-        print(
-            json.dumps(
-                {
-                    "round": round_ + 1,
-                    "hpo": ours,
-                    "trainer_search": baseline,
-                    "wall_ratio_hpo_over_trainer": round(ours["wall_s"] / baseline["wall_s"], 3),
-                },
-                indent=2,
-            ),
-            flush=True,
-        )
+        for side in ("hpo", "trainer") if round_ % 2 == 0 else ("trainer", "hpo"):
+            if side == "hpo":
+                with tempfile.TemporaryDirectory() as storage:
+                    ours.append(run_hpo(storage))
+            else:
+                theirs.append(run_baseline())
+        print(json.dumps({"round": round_ + 1, "hpo": ours[-1], "trainer": theirs[-1]}), flush=True)
+    ratios = [a["wall_s"] / b["wall_s"] for a, b in zip(ours, theirs, strict=True)]
+    ratio = spread(ratios)
+    accuracy = {
+        "hpo": spread([r["best_accuracy"] for r in ours]),
+        "trainer": spread([r["best_accuracy"] for r in theirs]),
+    }
+    path = write_result(
+        "quickstart_vs_peer",
+        goal=f"≤ {GOAL_RATIO}× the wall time of Trainer.hyperparameter_search (Optuna, same 4 "
+        "trials, data, epochs) at ≥ its accuracy",
+        met=ratio["median"] <= GOAL_RATIO
+        and accuracy["hpo"]["median"] >= accuracy["trainer"]["median"],
+        ratio=ratio["median"],
+        figures={
+            "hpo_wall_s": spread([r["wall_s"] for r in ours]),
+            "trainer_wall_s": spread([r["wall_s"] for r in theirs]),
+            "ratio_hpo_over_trainer": ratio,
+            "best_accuracy": accuracy,
+            "runs": {"hpo": ours, "trainer": theirs},
+        },
+        summary=f"{ratio['median']:.2f}× the peer's wall time ({ratio['min']:.2f}-"
+        f"{ratio['max']:.2f}); accuracy {accuracy['hpo']['median']:.3f} vs "
+        f"{accuracy['trainer']['median']:.3f}",
+    )
+    print(path.read_text())
 
 
 if __name__ == "__main__":

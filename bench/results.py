@@ -1,6 +1,8 @@
 """What every benchmark writes: `bench/results/<name>.json` with its figures, the goal as
-text, whether it was met, the ratio where the goal is one, and the machine and versions it ran
-on; `bench/README.md`'s table is rebuilt from these files (`python bench/results.py`)."""
+text, whether it was met, the ratio where the goal is one, the command, and the machine and
+versions it ran on; `bench/README.md`'s table is rebuilt from these files
+(`python bench/results.py`). `make bench-quick` sets BENCH_QUICK=1: its smaller runs go to
+`bench/results/quick/` and leave the table to the full runs."""
 
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ import datetime
 import json
 import os
 import statistics
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+QUICK = bool(os.environ.get("BENCH_QUICK"))
+RESULTS = Path(__file__).resolve().parent / "results" / ("quick" if QUICK else "")
 README = Path(__file__).resolve().parent / "README.md"
 TABLE_START, TABLE_END = "<!-- results -->", "<!-- /results -->"
 
@@ -45,7 +49,7 @@ def write_result(
 ) -> Path:
     """Writes bench/results/<name>.json and refreshes the README table. `summary`: the
     measured value in a few words, for the table."""
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     result = {
         "name": name,
         "goal": goal,
@@ -53,6 +57,7 @@ def write_result(
         "ratio": ratio,
         "summary": summary,
         "figures": figures,
+        "command": " ".join(["python", f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
         "machine": {
             "cores": os.cpu_count(),
             "torch": _version("torch"),
@@ -63,21 +68,23 @@ def write_result(
     }
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    update_readme()
+    if not QUICK:
+        update_readme()
     return path
 
 
 def update_readme() -> None:
     """Rewrites the table between the README's markers from every result file."""
     rows = [
-        "| benchmark | goal | measured | met | date |",
+        "| benchmark | goal | measured | met | run |",
         "| --- | --- | --- | --- | --- |",
     ]
     for path in sorted(RESULTS.glob("*.json")):
         result = json.loads(path.read_text())
         rows.append(
             f"| {result['name']} | {result['goal']} | {result['summary']} | "
-            f"{'yes' if result['met'] else '**no**'} | {result['date']} |"
+            f"{'yes' if result['met'] else '**no**'} | `{result.get('command', '')}`, "
+            f"{result['date']} |"
         )
     text = README.read_text()
     before, rest = text.split(TABLE_START, 1)
