@@ -83,8 +83,9 @@ def update_readme() -> None:
         result = json.loads(path.read_text())
         rows.append(
             f"| {result['name']} | {result['goal']} | {result['summary']} | "
-            f"{'yes' if result['met'] else '**no**'} | `{result.get('command', '')}`, "
-            f"{result['date']} |"
+            f"{'yes' if result['met'] else '**no**'} | "
+            + (f"`{result['command']}`, " if result.get("command") else "")
+            + f"{result['date']} |"
         )
     text = README.read_text()
     before, rest = text.split(TABLE_START, 1)

@@ -37,7 +37,9 @@ def run_hpo(samples: int) -> dict:
         "data.max_train_samples": str(samples),
         "train.evals_per_epoch": "1",
         "search.algorithm": "random",
-        "space": f"{{learning_rate: {LEARNING_RATE}, batch_size: {BATCH_SIZE}, seed: {SEED}}}",
+        # one fixed point (a space needs one searched dimension: a choice of one seed)
+        "space": f"{{learning_rate: {LEARNING_RATE}, batch_size: {BATCH_SIZE}, "
+        f"seed: {{choice: [{SEED}]}}}}",
     }
     with tempfile.TemporaryDirectory() as storage:
         run_quickstart(storage, overrides)
