@@ -27,9 +27,7 @@ from results import spread, write_result
 from rich.console import Console
 
 from hpo.search import runner
-from hpo.search.algorithms import SearchSettings
 from hpo.search.prepare import prepare
-from hpo.search.schedulers import Budget
 from hpo.search.space import to_tune_space
 from hpo.search.sweepfile import load_sweep
 
@@ -86,24 +84,10 @@ def run_hpo(sweep, prepared, storage: str) -> float:
 
 
 def run_raw(sweep, storage: str) -> float:
-    settings = SearchSettings(
-        seed=sweep.search.seed,
-        n_startup_trials=sweep.search.startup_trials(),
-        max_concurrent=sweep.search.max_concurrent,
-    )
-    budget = Budget(evals_per_epoch=sweep.train.evals_per_epoch, num_trials=sweep.num_trials())
     tuner = tune.Tuner(
         noop_trainable(None, None),
         param_space=to_tune_space(sweep.space, grid_choices=sweep.algorithm.choices_as_grid),
-        tune_config=tune.TuneConfig(
-            metric=sweep.metric,
-            mode=sweep.mode,
-            search_alg=sweep.algorithm.build(settings),
-            scheduler=sweep.scheduler.build(budget),
-            num_samples=sweep.search.trials_requested(),
-            max_concurrent_trials=sweep.search.max_concurrent,
-            reuse_actors=False,
-        ),
+        tune_config=runner.tune_config(sweep),
         run_config=tune.RunConfig(name="raw", storage_path=storage, verbose=0),
     )
     started = time.perf_counter()

@@ -79,20 +79,16 @@ def make_job(sweep: Sweep, prepared: Prepared, run: StorageDir, embedded: bool) 
     )
 
 
-def _tune_configs(
-    sweep: Sweep,
-    job: TrainJob,
-    run: StorageDir,
-    layout: TensorBoardLayout,
-    sample_budget: SampleBudget | None,
-) -> tuple[Any, Any]:
+def tune_config(sweep: Sweep) -> Any:
+    """Tune's side of a sweep: its searcher, scheduler, trial count and concurrency
+    (bench/tune_overhead.py runs raw Tune with the very same)."""
     settings = SearchSettings(
         seed=sweep.search.seed,
         n_startup_trials=sweep.search.startup_trials(),
         max_concurrent=sweep.search.max_concurrent,
     )
     budget = Budget(evals_per_epoch=sweep.train.evals_per_epoch, num_trials=sweep.num_trials())
-    tune_config = tune.TuneConfig(
+    return tune.TuneConfig(
         metric=sweep.metric,
         mode=sweep.mode,
         search_alg=sweep.algorithm.build(settings),
@@ -102,6 +98,15 @@ def _tune_configs(
         time_budget_s=sweep.search.time_budget_s,
         reuse_actors=False,
     )
+
+
+def _tune_configs(
+    sweep: Sweep,
+    job: TrainJob,
+    run: StorageDir,
+    layout: TensorBoardLayout,
+    sample_budget: SampleBudget | None,
+) -> tuple[Any, Any]:
     run_config = tune.RunConfig(
         name=run.name,
         storage_path=run.parent.location,
@@ -119,7 +124,7 @@ def _tune_configs(
         failure_config=tune.FailureConfig(max_failures=sweep.search.max_failures),
         verbose=0,
     )
-    return tune_config, run_config
+    return tune_config(sweep), run_config
 
 
 def new_run_dir(sweep: Sweep, name: str | None = None) -> StorageDir:
