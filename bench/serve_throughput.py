@@ -157,7 +157,7 @@ def wrk(url: str, key: str, connections: int, seconds: float) -> dict:
             "wrk",
             "-t1",
             f"-c{connections}",
-            f"-d{seconds}s",
+            f"-d{max(1, round(seconds))}s",  # wrk takes whole seconds only
             "--timeout",
             "30s",
             "-s",
