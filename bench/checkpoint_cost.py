@@ -24,7 +24,7 @@ from pathlib import Path
 import psutil
 import pyarrow.fs
 import torch
-from quickstart_runs import run_quickstart
+from quickstart_runs import is_trial_process, run_quickstart
 from results import spread, write_result
 
 from hpo.core.rundir import TRAINING_STATE
@@ -113,8 +113,7 @@ def _trial_disk_bytes(storage: str, staging: str) -> dict[str, float]:
     def sample() -> None:
         while not done.is_set():
             for process in psutil.process_iter(["cmdline"]):
-                title = " ".join(process.info["cmdline"] or [])
-                if title.startswith("ray::ImplicitFunc") or "_train_in_trial" in title:
+                if is_trial_process(process.info["cmdline"]):
                     try:
                         peak[process.pid] = process.io_counters().write_bytes
                     except psutil.Error:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import psutil
-from quickstart_runs import REPO
+from quickstart_runs import REPO, is_trial_process
 from results import spread, write_result
 
 GOAL_COMMAND_S, GOAL_FIRST_STEP_S, GOAL_TRIAL_GB = 1.0, 20.0, 1.2
@@ -97,8 +97,7 @@ def first_step_seconds(storage: str) -> float:
 def _role(process: psutil.Process, driver: int) -> str | None:
     if process.pid == driver:
         return "driver"
-    title = " ".join(process.cmdline() or [])
-    if title.startswith("ray::ImplicitFunc") or "_train_in_trial" in title:
+    if is_trial_process(process.cmdline()):
         return "trial"
     return "ray_system"
 

@@ -12,6 +12,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def is_trial_process(command_line: list[str] | None) -> bool:
+    """Whether a process is a trial: Ray titles it after its actor (`ray::ImplicitFunc`) or
+    its function (`_train_in_trial`)."""
+    title = " ".join(command_line or [])
+    return title.startswith("ray::ImplicitFunc") or "_train_in_trial" in title
+
+
 def short_trials(samples: int, trials: int, threads: int = 2) -> dict[str, str]:
     """Overrides that shrink the quickstart to `trials` one-epoch trials, one at a time."""
     return {
