@@ -49,10 +49,11 @@ test-faults: install-test
 # smaller (~10 min on 2 cores, into bench/results/quick/); bench runs the full sizes (hours on
 # 2 cores). serve_throughput drives the services with wrk (Debian's package).
 QUICK_RUNS := "cold_start.py" "checkpoint_cost.py" "tune_overhead.py --trials 30" \
-	"serve_throughput.py --seconds 4" "trainer_throughput.py --samples 400 --rounds 1"
+	"serve_throughput.py --seconds 4" "trainer_throughput.py --samples 400 --rounds 1" \
+	"hpo_efficiency.py"
 FULL_RUNS := "cold_start.py" "checkpoint_cost.py --sweep" "tune_overhead.py --trials 1000 --profile" \
 	"serve_throughput.py" "serve_throughput.py --runtime int8" "trainer_throughput.py" \
-	"quickstart_vs_trainer.py"
+	"quickstart_vs_trainer.py" "hpo_efficiency.py"
 
 bench-tools:
 	@command -v wrk >/dev/null 2>&1 || { sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \

@@ -1,0 +1,145 @@
+"""How much training early stopping saves: grid search with FIFO on its full budget against
+random, TPE and GP with FIFO and TPE with ASHA and with Hyperband, each on a third of grid's
+budget, every arm with the same seeds, all through `hpo compare` on the sweep in
+`bench/hpo_efficiency.yaml` (MiniLM-L6, SST-2).
+
+    python bench/hpo_efficiency.py [--seeds 3] [--keep DIR]   # bench/results/hpo_efficiency.json
+
+Goal: the best early-stopping arm (its best validation accuracy, mean over seeds) within 0.5
+point of grid's, on at most a third of grid's training samples. As in every comparison, an
+arm's figure is the best it reached within its budget; what trials in flight trained past it
+is reported as the overshoot. Accuracy and samples, not time: the machine's noise does not
+enter. Three comparisons, because grid's budget differs from the others':
+
+    grid x fifo                  budget G   (the grid once: G = grid points x max_epochs epochs)
+    random, tpe, gp x fifo       budget G/3
+    tpe x asha, hyperband        budget G/3
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from quickstart_runs import REPO
+from results import QUICK, write_result
+
+from hpo.core.storage import StorageDir
+from hpo.search.report import compare_arms
+from hpo.search.space import as_grid
+from hpo.search.sweepfile import load_sweep
+
+SWEEP = REPO / "bench" / "hpo_efficiency.yaml"
+GOAL_POINTS = 0.5
+GOAL_FRACTION = 1 / 3
+EARLY_STOPPING = ("asha", "hyperband")
+QUICK_SETS = [  # a 6-point grid of 240 sentences: checks the harness, measures nothing
+    "data.max_train_samples=240",
+    "data.max_eval_samples=200",
+    "space.warmup_ratio=0.0",
+]
+
+# (comparison, algorithms, schedulers, fraction of grid's budget)
+COMPARISONS = [
+    ("grid", "grid", "fifo", 1.0),
+    ("fifo", "random,tpe,gp", "fifo", GOAL_FRACTION),
+    ("early-stopping", "tpe", "asha,hyperband", GOAL_FRACTION),
+]
+
+
+def grid_epochs(sets: list[str]) -> float:
+    """Grid's budget in epochs: every grid point trained for max_epochs."""
+    sweep = load_sweep(SWEEP, sets)
+    grid = as_grid(sweep.space, sweep.compare.grid_points)
+    points = math.prod(len(dim.args) for dim in grid.values())
+    return points * sweep.scheduler.max_epochs
+
+
+def run_comparison(
+    name: str, algorithms: str, schedulers: str, epochs: float, seeds: int, sets: list[str]
+) -> Path:
+    """One `hpo compare` in a subprocess; returns its comparison dir."""
+    command = [sys.executable, "-m", "hpo.cli", "compare", str(SWEEP)]
+    command += ["--algorithms", algorithms, "--schedulers", schedulers]
+    command += ["--seeds", str(seeds), "--budget", f"{epochs:g} epochs"]
+    for assignment in [*sets, f"name=efficiency-{name}"]:
+        command += ["--set", assignment]
+    print("$", " ".join(command[2:]), flush=True)
+    subprocess.run(command, cwd=REPO, check=True)
+    storage = next(s.split("=", 1)[1] for s in sets if s.startswith("storage="))
+    return Path(storage) / f"efficiency-{name}-compare"
+
+
+def arm_figures(compare_dir: Path) -> list[dict]:
+    """Per algorithm x scheduler: each seed's best within the budget and what it trained."""
+    comparison = compare_arms(StorageDir.at(str(compare_dir)))
+    budget = comparison.plan["budget_samples"]
+    groups: dict[tuple[str, str], list] = {}
+    for arm in comparison.arms:
+        groups.setdefault((arm.algorithm, arm.scheduler), []).append(arm)
+    return [
+        {
+            "algorithm": algorithm,
+            "scheduler": scheduler,
+            "budget_samples": budget,
+            "best_per_seed": [round(a.final_best, 4) for a in arms],
+            "mean_best": round(statistics.mean(a.final_best for a in arms), 4),
+            "samples_counted_per_seed": [a.samples_counted for a in arms],
+            "max_samples_counted": max(a.samples_counted for a in arms),
+            "overshoot_per_seed": [a.samples_trained - budget for a in arms],
+            "trials_per_seed": [len(a.trials) for a in arms],
+        }
+        for (algorithm, scheduler), arms in groups.items()
+    ]
+
+
+def verdict(arms: list[dict]) -> tuple[bool, dict, dict, float]:
+    """Met or not, grid's figures, the best early-stopping arm's, and its samples as a fraction
+    of grid's."""
+    grid = next(a for a in arms if a["algorithm"] == "grid")
+    early = [a for a in arms if a["scheduler"] in EARLY_STOPPING]
+    best = max(early, key=lambda a: a["mean_best"])
+    fraction = best["max_samples_counted"] / grid["budget_samples"]
+    close = best["mean_best"] >= grid["mean_best"] - GOAL_POINTS / 100
+    return close and fraction <= GOAL_FRACTION + 1e-9, grid, best, fraction
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, default=1 if QUICK else 3)
+    parser.add_argument("--keep", help="keep the comparison dirs here (default: a temp folder)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        storage = args.keep or scratch
+        sets = [*(QUICK_SETS if QUICK else []), f"storage={storage}"]
+        full = grid_epochs(sets)
+        arms = []
+        for name, algorithms, schedulers, fraction in COMPARISONS:
+            compare_dir = run_comparison(
+                name, algorithms, schedulers, full * fraction, args.seeds, sets
+            )
+            arms += arm_figures(compare_dir)
+    met, grid, best, fraction = verdict(arms)
+    gap = (grid["mean_best"] - best["mean_best"]) * 100
+    figures = {"grid_epochs": full, "seeds": args.seeds, "overrides": sets[:-1], "arms": arms}
+    print(figures)
+    write_result(
+        "hpo_efficiency",
+        goal=f"best early-stopping arm within {GOAL_POINTS} point of grid's best on "
+        f"<= 1/3 of grid's training samples ({args.seeds} seeds)",
+        met=met,
+        ratio=round(fraction, 3),
+        figures=figures,
+        summary=f"{best['algorithm']}+{best['scheduler']} {best['mean_best']:.4f} vs grid "
+        f"{grid['mean_best']:.4f} ({gap:+.2f} points behind) on {fraction:.2f}x grid's samples "
+        f"(mean of {args.seeds} seeds)",
+    )
+
+
+if __name__ == "__main__":
+    main()
