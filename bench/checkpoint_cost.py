@@ -30,6 +30,7 @@ from results import spread, write_result
 from hpo.core.rundir import TRAINING_STATE
 from hpo.trainables.checkpoints import (
     STAGING_ENV,
+    TrainingState,
     checkpoint_bytes,
     save_checkpoint,
     staging_folder,
@@ -66,7 +67,8 @@ def one_report(parts, run_dir: Path, index: int) -> dict[str, float]:
     os.sync()
     before, started = _disk_bytes_written(), time.perf_counter()
     with staging_folder(checkpoint_bytes(model, optimizer)) as folder:
-        save_checkpoint(folder, model, tokenizer, optimizer, scheduler, 1, {"accuracy": 0.5})
+        state = TrainingState(optimizer, scheduler, 1, {"accuracy": 0.5}, "bench")
+        save_checkpoint(folder, model, tokenizer, state)
         destination = run_dir / f"checkpoint_{index:06d}"
         local = pyarrow.fs.LocalFileSystem()
         local.create_dir(str(destination))

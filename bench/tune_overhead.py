@@ -28,7 +28,6 @@ from rich.console import Console
 
 from hpo.search import runner
 from hpo.search.prepare import prepare
-from hpo.search.space import to_tune_space
 from hpo.search.sweepfile import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +85,7 @@ def run_hpo(sweep, prepared, storage: str) -> float:
 def run_raw(sweep, storage: str) -> float:
     tuner = tune.Tuner(
         noop_trainable(None, None),
-        param_space=to_tune_space(sweep.space, grid_choices=sweep.algorithm.choices_as_grid),
+        param_space=runner.param_space(sweep),
         tune_config=runner.tune_config(sweep),
         run_config=tune.RunConfig(name="raw", storage_path=storage, verbose=0),
     )

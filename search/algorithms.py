@@ -8,8 +8,10 @@ so validating a sweep file never imports Ray, Optuna or HyperOpt.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hpo.search.space import DefineByRun, Dimension, PastTrial, is_conditional
 
 if TYPE_CHECKING:
     from ray.tune.search import Searcher
@@ -22,6 +24,17 @@ class SearchSettings:
     seed: int
     n_startup_trials: int
     max_concurrent: int
+    metric: str = "accuracy"
+    mode: str = "max"
+    space: dict[str, Dimension] = field(default_factory=dict)
+    prior: list[PastTrial] = field(default_factory=list)
+    """Finished trials the searcher starts from (`hpo extend`, `warm_start`)."""
+
+    @property
+    def conditional(self) -> bool:
+        """The space has keys that only some strategies use: the searcher owns the space
+        (define-by-run) and Tune's `param_space` stays empty."""
+        return is_conditional(self.space)
 
 
 @dataclass(frozen=True)
@@ -33,12 +46,68 @@ class Algorithm:
         build: makes the Tune searcher.
         choices_as_grid: runs `choice` dimensions as grids (every combination).
         accepts_grid: whether `{grid: [...]}` dimensions may appear in the space.
+        conditional: whether it searches conditional spaces (keys of one strategy only).
+        takes_prior: whether it learns from finished trials it is given (`hpo extend`,
+            `warm_start`).
     """
 
     summary: str
     build: Callable[[SearchSettings], Searcher]
     choices_as_grid: bool = False
     accepts_grid: bool = False
+    conditional: bool = True
+    takes_prior: bool = True
+
+
+def _quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+STUDY = "hpo"
+
+
+def _optuna(settings: SearchSettings, sampler: Any) -> Searcher:
+    """Ray's OptunaSearch around `sampler`; for a conditional space, define-by-run. With a
+    prior, its study already holds those trials, so the sampler's model starts from them."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    _quiet_optuna()
+    study = {"storage": _study_with(settings), "study_name": STUDY} if settings.prior else {}
+    if not settings.conditional:
+        return OptunaSearch(sampler=sampler, **study)
+    return OptunaSearch(
+        space=DefineByRun(settings.space),
+        metric=settings.metric,
+        mode=settings.mode,
+        sampler=sampler,
+        **study,
+    )
+
+
+def _study_with(settings: SearchSettings) -> Any:
+    """An in-memory Optuna storage holding one study of the prior's trials."""
+    import optuna
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(
+        storage=storage,
+        study_name=STUDY,
+        direction="maximize" if settings.mode == "max" else "minimize",
+    )
+    study.add_trials([past.as_optuna_trial(settings.space) for past in settings.prior])
+    return storage
+
+
+def _random(settings: SearchSettings) -> Searcher:
+    """Tune's own random sampling; Optuna's for a conditional space, which Tune cannot skip
+    keys in."""
+    if settings.conditional:
+        from optuna.samplers import RandomSampler
+
+        return _optuna(settings, RandomSampler(seed=settings.seed))
+    return _variant_generator(settings)
 
 
 def _variant_generator(settings: SearchSettings) -> Searcher:
@@ -48,30 +117,25 @@ def _variant_generator(settings: SearchSettings) -> Searcher:
     return BasicVariantGenerator(random_state=settings.seed, max_concurrent=settings.max_concurrent)
 
 
-def _quiet_optuna() -> None:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
 def _optuna_tpe(settings: SearchSettings) -> Searcher:
     from optuna.samplers import TPESampler
-    from ray.tune.search.optuna import OptunaSearch
 
-    _quiet_optuna()
+    # group: the multivariate model splits a conditional space into the sets of keys that
+    # occur together, instead of falling back to independent sampling
     sampler = TPESampler(
-        seed=settings.seed, n_startup_trials=settings.n_startup_trials, multivariate=True
+        seed=settings.seed,
+        n_startup_trials=settings.n_startup_trials,
+        multivariate=True,
+        group=settings.conditional,
     )
-    return OptunaSearch(sampler=sampler)
+    return _optuna(settings, sampler)
 
 
 def _optuna_gp(settings: SearchSettings) -> Searcher:
     from optuna.samplers import GPSampler
-    from ray.tune.search.optuna import OptunaSearch
 
-    _quiet_optuna()
-    return OptunaSearch(
-        sampler=GPSampler(seed=settings.seed, n_startup_trials=settings.n_startup_trials)
+    return _optuna(
+        settings, GPSampler(seed=settings.seed, n_startup_trials=settings.n_startup_trials)
     )
 
 
@@ -89,10 +153,19 @@ ALGORITHMS: dict[str, Algorithm] = {
         _variant_generator,
         choices_as_grid=True,
         accepts_grid=True,
+        conditional=False,
+        takes_prior=False,
     ),
-    "random": Algorithm("independent random samples", _variant_generator, accepts_grid=True),
+    "random": Algorithm(
+        "independent random samples", _random, accepts_grid=True, takes_prior=False
+    ),
     "tpe": Algorithm("Tree-structured Parzen Estimator (Optuna)", _optuna_tpe),
-    "hyperopt": Algorithm("Tree-structured Parzen Estimator (HyperOpt)", _hyperopt_tpe),
+    "hyperopt": Algorithm(
+        "Tree-structured Parzen Estimator (HyperOpt)",
+        _hyperopt_tpe,
+        conditional=False,
+        takes_prior=False,
+    ),
     "gp": Algorithm("Gaussian-process Bayesian optimisation (Optuna GPSampler)", _optuna_gp),
 }
 

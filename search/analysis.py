@@ -1,18 +1,20 @@
 """The numbers of a comparison: best-so-far curves on a common axis, the final best of every
 algorithm over seeds, compute to reach a target, ranks, whether the winner's lead exceeds the
-seed-to-seed spread, and hyperparameter importance. Reading a finished arm is the only file
-access; plots are in `plots`, files in `report`. No Ray here.
+seed-to-seed spread, and hyperparameter importance; of a run, its fine-tuning strategies.
+Reading finished arms and checkpoint sizes is the only file access; plots are in `plots`, files
+in `report`. No Ray here.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hpo.core.rundir import CURVE
+from hpo.core.rundir import CURVE, TRAINING_STATE
 from hpo.core.storage import StorageDir
 from hpo.search.compute import CurvePoint, read_curve, within_budget
 from hpo.search.results import better, read_summary, read_trials
@@ -212,7 +214,9 @@ def trials_study(trials: list[dict[str, Any]], space: dict[str, Dimension], mode
             continue
         params = {}
         for name, distribution in distributions.items():
-            value = trial["config"].get(name)
+            if name not in trial["config"]:  # a conditional key of another strategy
+                continue
+            value = trial["config"][name]
             off_grid = isinstance(distribution, CategoricalDistribution) and (
                 value not in distribution.choices
             )
@@ -221,7 +225,11 @@ def trials_study(trials: list[dict[str, Any]], space: dict[str, Dimension], mode
             params[name] = value
         else:
             study.add_trial(
-                create_trial(params=params, distributions=distributions, value=trial["best_metric"])
+                create_trial(
+                    params=params,
+                    distributions={name: distributions[name] for name in params},
+                    value=trial["best_metric"],
+                )
             )
     return study
 
@@ -235,3 +243,52 @@ def importances(study: Any) -> dict[str, float]:
         return {}
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
+
+
+@dataclass
+class StrategyRow:
+    """One fine-tuning strategy in a sweep that searched (or fixed) `strategy`: its best
+    trial's score, what that trial trained, its speed and its checkpoint's size."""
+
+    strategy: str
+    trials: int
+    best: float | None
+    trainable_params: int | None
+    samples_per_s: float | None
+    weights_mb: float | None  # what the service loads
+    checkpoint_mb: float | None  # with the training state (optimizer; a lora trial's adapters)
+
+
+def _megabytes(folder: str | None, *, without: str | None = None) -> float | None:
+    if folder is None or not Path(folder).is_dir():  # remote storage: not measured here
+        return None
+    files = [f for f in Path(folder).iterdir() if f.is_file() and f.name != without]
+    return round(sum(f.stat().st_size for f in files) / 1e6, 1)
+
+
+def strategy_rows(trials: list[dict[str, Any]], default: str, mode: str) -> list[StrategyRow]:
+    """Per strategy (a trial without `strategy` in its config trains `default`)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for trial in trials:
+        groups.setdefault(trial["config"].get("strategy", default), []).append(trial)
+    rows = []
+    for strategy, members in groups.items():
+        scored = [t for t in members if t.get("best_metric") is not None]
+        best = None
+        for trial in scored:
+            if best is None or better(trial["best_metric"], best["best_metric"], mode):
+                best = trial
+        speeds = [t["samples_per_s"] for t in members if t.get("samples_per_s")]
+        checkpoint = best.get("best_checkpoint") if best else None
+        rows.append(
+            StrategyRow(
+                strategy=strategy,
+                trials=len(members),
+                best=best["best_metric"] if best else None,
+                trainable_params=best.get("trainable_params") if best else None,
+                samples_per_s=round(float(np.median(speeds)), 1) if speeds else None,
+                weights_mb=_megabytes(checkpoint, without=TRAINING_STATE),
+                checkpoint_mb=_megabytes(checkpoint),
+            )
+        )
+    return rows

@@ -31,8 +31,18 @@ from hpo.search.prepare import Prepared, prepare
 from hpo.search.ray_setup import RayTarget, connect_ray, cpus_needed
 from hpo.search.report import read_plan, write_comparison_report
 from hpo.search.results import read_summary
-from hpo.search.runner import new_run_dir, resume_prepared, run_prepared
-from hpo.search.schedulers import SCHEDULERS, Budget, SuccessiveHalvingConfig
+from hpo.search.runner import (
+    new_run_dir,
+    resume_prepared,
+    run_prepared,
+    tracked_hyperparameters,
+)
+from hpo.search.schedulers import (
+    SCHEDULERS,
+    PbtConfig,
+    SchedulerInputs,
+    SuccessiveHalvingConfig,
+)
 from hpo.search.space import Dimension, as_grid
 from hpo.search.sweep import Sweep
 from hpo.search.sweepfile import load_sweep, parse_sweep, sweep_to_yaml
@@ -59,13 +69,15 @@ class Arm:
 
 def plan_arms(sweep: Sweep) -> list[Arm]:
     """Seeds outermost, so that a comparison cut short still has every algorithm at seed 0,
-    and machine noise spreads evenly over the algorithms."""
+    and machine noise spreads evenly over the algorithms. PBT evolves a population that random
+    search samples: it runs with random only."""
     schedulers = sweep.compare.schedulers or [sweep.scheduler.name]
     return [
         Arm(algorithm, scheduler, seed)
         for seed in range(sweep.compare.seeds)
         for scheduler in schedulers
         for algorithm in sweep.compare.algorithms
+        if scheduler != "pbt" or algorithm == "random"
     ]
 
 
@@ -89,9 +101,11 @@ def _num_samples(sweep: Sweep, arm: Arm, scheduler: Any, budget: int, train_exam
     samples_per_report = train_examples / sweep.train.evals_per_epoch
     if arm.algorithm == "grid":
         return 1
+    if isinstance(scheduler, PbtConfig):  # a population that trains the budget to the end
+        return max(2, math.ceil(budget / (train_examples * scheduler.max_epochs)))
     if isinstance(scheduler, SuccessiveHalvingConfig):
         reports = budget / samples_per_report
-        return scheduler.trials_within(reports, Budget(sweep.train.evals_per_epoch, 0))
+        return scheduler.trials_within(reports, SchedulerInputs(sweep.train.evals_per_epoch, 0))
     return math.ceil(budget / samples_per_report) + 1
 
 
@@ -135,7 +149,7 @@ def arm_sweep(
         ) from None
 
 
-def _layout(compare_dir: StorageDir, arm: Arm, budget: int) -> TensorBoardLayout:
+def _layout(compare_dir: StorageDir, arm: Arm, sweep: Sweep, budget: int) -> TensorBoardLayout:
     return TensorBoardLayout(
         home=compare_dir,
         curve_run=arm.algorithm,
@@ -143,6 +157,7 @@ def _layout(compare_dir: StorageDir, arm: Arm, budget: int) -> TensorBoardLayout
         trial_path=f"{arm.algorithm}/{arm.scheduler}/seed_{arm.seed}",
         labels=asdict(arm),
         plot_until=budget,
+        tracked=tracked_hyperparameters(sweep),
     )
 
 
@@ -214,7 +229,7 @@ def _run_arms(
                     run,
                     embedded=embedded,
                     console=console,
-                    layout=_layout(compare_dir, arm, budget),
+                    layout=_layout(compare_dir, arm, sweeps[arm], budget),
                     budget_samples=budget,
                 )
         except SweepInterrupted:

@@ -8,6 +8,9 @@ tests/search/test_ray_compat.py that fails loudly when a Ray upgrade changes it.
 - Ray's bracket, once finished, stops the trials it paused but misses one whose pause is still
   saving its checkpoint: that trial ends up PAUSED for ever and the sweep never ends. Both our
   schedulers use a bracket that stops it too (`_Bracket.cleanup_full`).
+- Ray's PBT draws its choices (whom to copy, how to perturb) from the process-wide `random`;
+  ours draws them from its own seeded state, swapped in around the one method that decides
+  (`PopulationBasedTraining._checkpoint_or_exploit`).
 
 Ray is imported inside the functions: the sweep file's validation imports this module.
 """
@@ -95,3 +98,37 @@ def successive_halving(
     return SynchronousSuccessiveHalving(
         time_attr=time_attr, max_t=max_t, reduction_factor=reduction_factor
     )
+
+
+def population_based_training(
+    *, seed: int, max_reports: int | None = None, **settings: Any
+) -> TrialScheduler:
+    """Ray's PopulationBasedTraining, synchronous (every trial reaches a perturbation point
+    before any is copied), with its random choices drawn from a generator seeded with `seed`:
+    the same sweep makes the same copies and perturbations. A trial's last report
+    (`max_reports`) is no perturbation point: it would pause every trial only to end it.
+    `settings`: PBT's own arguments."""
+    import random
+
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    class SeededPopulationBasedTraining(PopulationBasedTraining):
+        def __init__(self) -> None:
+            super().__init__(synch=True, **settings)
+            self._random_state = random.Random(seed).getstate()
+
+        def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+            if max_reports is not None and result.get(self._time_attr, 0) >= max_reports:
+                return self.CONTINUE
+            return super().on_trial_result(tune_controller, trial, result)
+
+        def _checkpoint_or_exploit(self, *args: Any, **kwargs: Any) -> None:
+            outside = random.getstate()
+            random.setstate(self._random_state)
+            try:
+                super()._checkpoint_or_exploit(*args, **kwargs)
+            finally:
+                self._random_state = random.getstate()
+                random.setstate(outside)
+
+    return SeededPopulationBasedTraining()

@@ -34,9 +34,11 @@ from hpo.core.storage import StorageDir, write_atomically
 from hpo.search.analysis import (
     AlgorithmRow,
     ArmResult,
+    StrategyRow,
     default_target,
     importances,
     load_arms,
+    strategy_rows,
     table,
     trials_study,
     verdict,
@@ -292,9 +294,33 @@ def write_comparison_report(compare_dir: StorageDir) -> dict[str, Any]:
     return result
 
 
-def _run_markdown(
-    summary: dict[str, Any], curve_pictures: list[str], importance_lines: list[str]
-) -> str:
+def _strategy_section(rows: list[StrategyRow], metric: str) -> list[str]:
+    """The run report's table of fine-tuning strategies (a sweep that searched `strategy`)."""
+
+    def cell(value: Any, form: str = "{}") -> str:
+        return "" if value is None else form.format(value)
+
+    lines = [
+        "## Fine-tuning strategies",
+        "",
+        "Per strategy, its best trial: what it trained, and its checkpoint on disk (the weights "
+        "the service loads; with the training state that resuming needs). Samples/s: the median "
+        "over the strategy's trials.",
+        "",
+        f"| strategy | trials | best {metric} | trainable parameters | samples/s | weights MB "
+        "| checkpoint MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.strategy} | {r.trials} | {cell(r.best, '{:.4f}')} | "
+        f"{cell(r.trainable_params, '{:,}')} | {cell(r.samples_per_s)} | {cell(r.weights_mb)} | "
+        f"{cell(r.checkpoint_mb)} |"
+        for r in rows
+    ]
+    return [*lines, ""]
+
+
+def _run_markdown(summary: dict[str, Any], curve_pictures: list[str], sections: list[str]) -> str:
     metric, best = summary["metric"], summary["best"]
     lines = [
         f"# Sweep: {summary['name']}",
@@ -310,7 +336,7 @@ def _run_markdown(
         "",
         *(f"![{p}]({p})" for p in curve_pictures),
         "",
-        *importance_lines,
+        *sections,
     ]
     return "\n".join(lines)
 
@@ -335,9 +361,14 @@ def write_run_report(run: StorageDir) -> Path:
             title=f"{summary['name']}: best {summary['metric']} so far",
         )
         curve_pictures.append(RUN_CURVE_PLOT)
-    importance = Importance.of(read_trials(run), sweep.space, summary["mode"])
-    importance_lines = importance.section(importance.plot(directory))
+    trials = read_trials(run)
+    sections = []
+    if "strategy" in sweep.space or sweep.train.strategy is not None:
+        rows = strategy_rows(trials, sweep.train.strategy or "full", summary["mode"])
+        sections += _strategy_section(rows, summary["metric"])
+    importance = Importance.of(trials, sweep.space, summary["mode"])
+    sections += importance.section(importance.plot(directory))
     report = directory / REPORT
-    write_atomically(report, _run_markdown(summary, curve_pictures, importance_lines))
+    write_atomically(report, _run_markdown(summary, curve_pictures, sections))
     run.push(RUN_REPORT)
     return report

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -55,6 +56,9 @@ class TrialRecord:
     best_metrics: dict[str, float] = field(default_factory=dict)
     best_checkpoint: str | None = None
     time_s: float = 0.0
+    trainable_params: int | None = None  # what its strategy trains (train.strategy)
+    samples_per_s: float | None = None  # training throughput, mean over its reports
+    lineage: str = ""  # PBT: the checkpoints it took over, "TRIAL@EPOCH;..." in order
     node: str | None = None  # the Ray node ids of its workers (comma-separated), last report
     error: str | None = None
 
@@ -120,6 +124,17 @@ def make_record(snapshot: TrialSnapshot, objective: Objective, *, sweep_over: bo
         record.samples = int(last.get("samples", 0))
         record.time_s = float(last.get("time_total_s", 0.0))
         record.node = last.get("node_id") if isinstance(last.get("node_id"), str) else None
+        if "trainable_params" in last:
+            record.trainable_params = int(last["trainable_params"])
+        speeds = [
+            row["train_samples_per_s"] for row in snapshot.rows if "train_samples_per_s" in row
+        ]
+        record.samples_per_s = round(statistics.mean(speeds), 2) if speeds else None
+        record.lineage = ";".join(  # rows from a data frame: NaN where a report had no parent
+            f"{row['parent']}@{row['parent_epoch']:g}"
+            for row in snapshot.rows
+            if isinstance(row.get("parent"), str)
+        )
     trained_fully = record.epochs >= objective.max_epochs - 1e-6
     record.state = _state(snapshot.status, trained_fully, sweep_over)
     best = _best_kept_row(snapshot.rows, snapshot.checkpoints, objective)
@@ -208,6 +223,9 @@ def trials_csv(records: list[TrialRecord], metric: str) -> str:
         "best_epoch",
         *(f"best.{m}" for m in METRICS),
         "time_s",
+        "trainable_params",
+        "samples_per_s",
+        "lineage",
         "checkpoint",
         "node",
         "error",
@@ -228,6 +246,9 @@ def trials_csv(records: list[TrialRecord], metric: str) -> str:
                 "" if r.best_epoch is None else round(r.best_epoch, 4),
                 *(r.best_metrics.get(m, "") for m in METRICS),
                 round(r.time_s, 1),
+                "" if r.trainable_params is None else r.trainable_params,
+                "" if r.samples_per_s is None else r.samples_per_s,
+                r.lineage,
                 r.best_checkpoint or "",
                 r.node or "",
                 (r.error or "").splitlines()[0] if r.error else "",

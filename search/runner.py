@@ -9,10 +9,11 @@ Tune returns, writes the run's results in one pass: Tune's results become plain 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -20,10 +21,11 @@ from ray import tune
 from rich.console import Console
 
 from hpo.core.errors import DiskFull, SweepInterrupted, UserError
-from hpo.core.rundir import CURVE, DISK_STOP, SWEEP_COPY, TENSORBOARD
+from hpo.core.rundir import BEFORE_EXTEND, CURVE, DISK_STOP, SUMMARY, SWEEP_COPY, TENSORBOARD
 from hpo.core.storage import StorageDir, check_bucket
 from hpo.search.algorithms import SearchSettings
 from hpo.search.callbacks import ConsoleProgress, DiskGuard, SampleBudget, TensorBoardCallback
+from hpo.search.compute import read_curve
 from hpo.search.prepare import Prepared, prepare
 from hpo.search.ray_setup import (
     RayTarget,
@@ -34,17 +36,20 @@ from hpo.search.ray_setup import (
 )
 from hpo.search.results import (
     Objective,
+    TrialRecord,
     TrialSnapshot,
     build_summary,
     make_record,
+    read_summary,
+    read_trials,
     samples_trained,
     write_results,
     write_trials,
 )
-from hpo.search.schedulers import Budget
-from hpo.search.space import to_tune_space
+from hpo.search.schedulers import PbtConfig, SchedulerInputs
+from hpo.search.space import PastTrial, is_conditional, past_trials, to_tune_space
 from hpo.search.sweep import Sweep
-from hpo.search.sweepfile import load_run_sweep, sweep_to_yaml
+from hpo.search.sweepfile import load_run_sweep, load_sweep, sweep_to_yaml
 from hpo.search.tensorboard import TensorBoardLayout
 from hpo.search.tune_results import snapshots, snapshots_on_disk
 from hpo.trainables.job import TrainJob
@@ -61,7 +66,10 @@ def make_job(sweep: Sweep, prepared: Prepared, run: StorageDir, embedded: bool) 
         raise UserError("train.use_gpu: true, but the Ray cluster has no GPUs; set it to auto")
     launcher = sweep.train.launcher
     if launcher == "auto":
-        launcher = "ray_train" if sweep.train.workers > 1 or use_gpu else "in_trial"
+        # PBT hands a trial another trial's checkpoint through Tune, which only a trial that
+        # trains in its own process takes
+        ray_train = sweep.train.workers > 1 or (use_gpu and sweep.scheduler.name != "pbt")
+        launcher = "ray_train" if ray_train else "in_trial"
     if launcher == "in_trial" and sweep.train.workers > 1:
         raise UserError("train.launcher: in_trial runs one worker; use ray_train for workers > 1")
     return TrainJob(
@@ -79,25 +87,77 @@ def make_job(sweep: Sweep, prepared: Prepared, run: StorageDir, embedded: bool) 
     )
 
 
-def tune_config(sweep: Sweep) -> Any:
-    """Tune's side of a sweep: its searcher, scheduler, trial count and concurrency
-    (bench/tune_overhead.py runs raw Tune with the very same)."""
+def tune_config(sweep: Sweep, prior: list[PastTrial] | None = None) -> Any:
+    """Tune's side of a sweep: its searcher (started from `prior`'s trials), scheduler, trial
+    count and concurrency (bench/tune_overhead.py runs raw Tune with the very same)."""
     settings = SearchSettings(
         seed=sweep.search.seed,
         n_startup_trials=sweep.search.startup_trials(),
         max_concurrent=sweep.search.max_concurrent,
+        metric=sweep.metric,
+        mode=sweep.mode,
+        space=sweep.space,
+        prior=prior or [],
     )
-    budget = Budget(evals_per_epoch=sweep.train.evals_per_epoch, num_trials=sweep.num_trials())
+    inputs = SchedulerInputs(
+        evals_per_epoch=sweep.train.evals_per_epoch,
+        num_trials=sweep.num_trials(),
+        space=sweep.space,
+        seed=sweep.search.seed,
+    )
     return tune.TuneConfig(
         metric=sweep.metric,
         mode=sweep.mode,
         search_alg=sweep.algorithm.build(settings),
-        scheduler=sweep.scheduler.build(budget),
+        scheduler=sweep.scheduler.build(inputs),
         num_samples=sweep.search.trials_requested(),
         max_concurrent_trials=sweep.search.max_concurrent,
         time_budget_s=sweep.search.time_budget_s,
-        reuse_actors=False,
+        # PBT restarts every trial at every perturbation point: keep their processes
+        reuse_actors=isinstance(sweep.scheduler, PbtConfig),
     )
+
+
+@dataclass(frozen=True)
+class Start:
+    """What a sweep starts from besides its sweep file: finished trials for its searcher
+    (`warm_start`, `hpo extend`) and, when it extends a run, where that run's curve ended."""
+
+    prior: list[PastTrial] = field(default_factory=list)
+    curve: dict[str, Any] | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    """What summary.json says about it."""
+
+
+def _warm_start(sweep: Sweep) -> Start:
+    """The finished trials of `warm_start`'s run dir that fit this sweep's space."""
+    if sweep.warm_start is None:
+        return Start()
+    source = StorageDir.at(sweep.warm_start)
+    trials = read_trials(source)
+    if not trials:
+        raise UserError(f"warm_start: {source} has no finished trials (no trials.json)")
+    prior, left_out = past_trials(trials, sweep.space)
+    if not prior:
+        raise UserError(
+            f"warm_start: none of the {len(trials)} trials of {source} fits this sweep's space"
+        )
+    facts = {"run_dir": source.location, "trials": len(prior), "left_out": left_out}
+    return Start(prior=prior, facts={"warm_start": facts})
+
+
+def tracked_hyperparameters(sweep: Sweep) -> tuple[str, ...]:
+    """The hyperparameters that change during a trial: those PBT perturbs."""
+    if isinstance(sweep.scheduler, PbtConfig):
+        return tuple(sweep.scheduler.mutated(sweep.space))
+    return ()
+
+
+def param_space(sweep: Sweep) -> dict[str, Any]:
+    """Tune's `param_space`: the space, or nothing when the searcher owns a conditional one."""
+    if is_conditional(sweep.space):
+        return {}
+    return to_tune_space(sweep.space, grid_choices=sweep.algorithm.choices_as_grid)
 
 
 def _tune_configs(
@@ -106,25 +166,29 @@ def _tune_configs(
     run: StorageDir,
     layout: TensorBoardLayout,
     sample_budget: SampleBudget | None,
+    start: Start,
 ) -> tuple[Any, Any]:
+    tensorboard = TensorBoardCallback(layout, run=run, metric=sweep.metric, mode=sweep.mode)
+    if start.curve is not None:
+        tensorboard.writer.set_state(start.curve)
     run_config = tune.RunConfig(
         name=run.name,
         storage_path=run.parent.location,
         checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=1,
+            num_to_keep=sweep.scheduler.checkpoints_kept,
             checkpoint_score_attribute=sweep.metric,
             checkpoint_score_order=sweep.mode,
         ),
         callbacks=[
             ConsoleProgress(metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs),
-            TensorBoardCallback(layout, run=run, metric=sweep.metric, mode=sweep.mode),
+            tensorboard,
             DiskGuard(run, sweep.search.max_concurrent),
         ],
         stop=sample_budget,
         failure_config=tune.FailureConfig(max_failures=sweep.search.max_failures),
         verbose=0,
     )
-    return tune_config(sweep), run_config
+    return tune_config(sweep, start.prior), run_config
 
 
 def new_run_dir(sweep: Sweep, name: str | None = None) -> StorageDir:
@@ -162,6 +226,7 @@ class _Experiment:
     prepared: Prepared
     job: TrainJob
     budget_samples: int | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 def _run_facts(experiment: _Experiment) -> dict[str, Any]:
@@ -183,7 +248,37 @@ def _run_facts(experiment: _Experiment) -> dict[str, Any]:
         "use_gpu": job.use_gpu,
         "ray_version": ray.__version__,
         "budget_samples": experiment.budget_samples,
+        **experiment.facts,
     }
+
+
+@dataclass(frozen=True)
+class _BeforeExtend:
+    """The sweep that `hpo extend` continues: its trials and totals (none for a plain run)."""
+
+    records: list[TrialRecord] = field(default_factory=list)
+    wall_s: float = 0.0
+    extensions: list[dict[str, Any]] = field(default_factory=list)
+
+    def facts(self, added: int) -> dict[str, Any]:
+        """summary.json's account of every extension, this one's trials included."""
+        if not self.records:
+            return {}
+        last = {**self.extensions[-1], "trials_added": added}
+        return {"extensions": [*self.extensions[:-1], last]}
+
+
+def _before_extend(run: StorageDir) -> _BeforeExtend:
+    run.pull(BEFORE_EXTEND)
+    path = run.local / BEFORE_EXTEND
+    if not path.is_file():
+        return _BeforeExtend()
+    saved = json.loads(path.read_text())
+    return _BeforeExtend(
+        records=[TrialRecord(**t) for t in saved["trials"]],
+        wall_s=saved["wall_s"],
+        extensions=saved["extensions"],
+    )
 
 
 def _finish(experiment: _Experiment, results: Any, wall_s: float) -> dict[str, Any]:
@@ -199,9 +294,10 @@ def _finish(experiment: _Experiment, results: Any, wall_s: float) -> dict[str, A
     budget = experiment.budget_samples
     budget_spent = budget is not None and samples_trained(final) >= budget
     on_disk = [] if budget_spent else snapshots_on_disk(run)
+    before = _before_extend(run)
     if not budget_spent and _interrupted(sweep, on_disk, len(results), wall_s):
         records = [make_record(s, objective, sweep_over=False) for s in on_disk]
-        write_trials(run, records, sweep.metric)
+        write_trials(run, before.records + records, sweep.metric)
         if disk_stop is not None:
             free, needed = disk_stop
             raise _disk_full(
@@ -212,15 +308,16 @@ def _finish(experiment: _Experiment, results: Any, wall_s: float) -> dict[str, A
         raise SweepInterrupted(
             f"the sweep stopped before its trials ended; continue it with `hpo resume {run}`"
         )
-    records = [make_record(s, objective, sweep_over=True) for s in final]
+    added = [make_record(s, objective, sweep_over=True) for s in final]
+    records = before.records + added
     summary = build_summary(
         records,
         name=sweep.name,
         objective=objective,
         algorithm=sweep.search.algorithm,
         scheduler=sweep.scheduler.name,
-        wall_s=wall_s,
-        extra=_run_facts(experiment),
+        wall_s=before.wall_s + wall_s,
+        extra={**_run_facts(experiment), **before.facts(len(added))},
     )
     write_results(run, records, summary)
     return summary
@@ -321,8 +418,23 @@ def run_prepared(
 ) -> dict[str, Any]:
     """Runs a sweep whose data is tokenized, on a connected Ray, in a new run dir; a comparison
     runs each of its arms this way, with a shared TensorBoard layout and a sample budget."""
-    job = make_job(sweep, prepared, run, embedded)
+    start = _warm_start(sweep)
     run.start_fresh()
+    return _run_in(sweep, prepared, run, start, embedded, console, layout, budget_samples)
+
+
+def _run_in(
+    sweep: Sweep,
+    prepared: Prepared,
+    run: StorageDir,
+    start: Start,
+    embedded: bool,
+    console: Console,
+    layout: TensorBoardLayout | None = None,
+    budget_samples: int | None = None,
+) -> dict[str, Any]:
+    """Runs a new Tune experiment in `run` (a fresh run dir, or one `hpo extend` continues)."""
+    job = make_job(sweep, prepared, run, embedded)
     run.write_text(SWEEP_COPY, sweep_to_yaml(sweep))
     run.push(SWEEP_COPY)
     console.print(
@@ -332,16 +444,24 @@ def run_prepared(
         f"{' on GPU' if job.use_gpu else ''}\nrun dir: {run}"
     )
     budget = None if budget_samples is None else SampleBudget(budget_samples, run.location)
+    if start.prior:
+        console.print(f"the searcher starts from {len(start.prior)} finished trials")
     tune_config, run_config = _tune_configs(
-        sweep, job, run, layout or TensorBoardLayout(run), budget
+        sweep,
+        job,
+        run,
+        layout or TensorBoardLayout(run, tracked=tracked_hyperparameters(sweep)),
+        budget,
+        start,
     )
     tuner = tune.Tuner(
         make_trainable(job, prepared.data),
-        param_space=to_tune_space(sweep.space, grid_choices=sweep.algorithm.choices_as_grid),
+        param_space=param_space(sweep),
         tune_config=tune_config,
         run_config=run_config,
     )
-    return _fit(tuner, _Experiment(sweep, run, prepared, job, budget_samples))
+    experiment = _Experiment(sweep, run, prepared, job, budget_samples, start.facts)
+    return _fit(tuner, experiment)
 
 
 def resume_prepared(
@@ -373,3 +493,69 @@ def resume_sweep(
         target or RayTarget(), num_cpus=cpus_needed(sweep), offline=prepared.offline
     )
     return resume_prepared(sweep, prepared, run, embedded=embedded, console=console or Console())
+
+
+def extend_sweep(
+    run: StorageDir,
+    *,
+    add_trials: int,
+    max_epochs: float | None = None,
+    overrides: list[str] | None = None,
+    target: RayTarget | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """`hpo extend`: more trials in a finished sweep's run dir. Its searcher starts from every
+    past trial (model-based ones model them before their first suggestion), the trials that
+    ended are not run again, and the results, the curve and TensorBoard go on from where the
+    sweep ended. `max_epochs`: how long the new trials train."""
+    console = console or Console()
+    base = load_run_sweep(run)  # says so when `run` is no run dir
+    summary = read_summary(run)
+    if summary is None:
+        raise UserError(
+            f"{run}: the sweep has not finished (no {SUMMARY}); finish it with "
+            f"`hpo resume {run}`, then extend it"
+        )
+    trials = read_trials(run)
+    sets = [
+        *(overrides or []),
+        f"search.num_samples={add_trials}",
+        f"search.seed={base.search.seed + len(trials)}",  # random search draws new points
+        "warm_start=null",
+    ]
+    if max_epochs is not None:
+        sets.append(f"scheduler.max_epochs={max_epochs}")
+    sweep = load_sweep(run.local / SWEEP_COPY, sets)
+    if not sweep.algorithm.takes_prior and sweep.search.algorithm != "random":
+        raise UserError(
+            f"search.algorithm: {sweep.search.algorithm} cannot go on from past trials; "
+            "extend a sweep of tpe, gp or random, or start a new sweep"
+        )
+    prior, left_out = past_trials(trials, sweep.space)
+    extensions = _before_extend(run).extensions
+    extension = {"trials_before": len(trials), "prior": len(prior), "left_out": left_out}
+    run.write_text(
+        BEFORE_EXTEND,
+        json.dumps(
+            {"trials": trials, "wall_s": summary["wall_s"], "extensions": [*extensions, extension]},
+            default=str,
+        ),
+    )
+    run.push(BEFORE_EXTEND)
+    run.pull(TENSORBOARD, CURVE)
+    points = read_curve(run.local / CURVE)
+    curve = {
+        "tracker": {
+            "per_trial": {t["trial_id"]: t["samples"] for t in trials},
+            "best": points[-1].best if points else None,
+            "seconds": points[-1].seconds if points else summary["wall_s"],
+            "points": len(points),
+        },
+        "trial_best": {},
+    }
+    prepared = prepare(sweep)
+    embedded = connect_ray(
+        target or RayTarget(), num_cpus=cpus_needed(sweep), offline=prepared.offline
+    )
+    console.print(f"extending [bold]{sweep.name}[/] in {run}: {add_trials} more trials")
+    return _run_in(sweep, prepared, run, Start(prior=prior, curve=curve), embedded, console)

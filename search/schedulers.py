@@ -3,20 +3,22 @@
 
 Budgets are written in epochs, as users think of them; Tune counts reports
 (`training_iteration`), and a trial reports `train.evals_per_epoch` times per epoch, so each
-config converts epochs to reports with `Budget`. Adding a scheduler is one class here and its
-entry in `SCHEDULERS`, from which the sweep file's union, the JSON Schema and the CLI help come.
+config converts epochs to reports with `SchedulerInputs`. Adding a scheduler is one class here
+and its entry in `SCHEDULERS`, from which the sweep file's union, the JSON Schema and the CLI
+help come.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Union
 
 from pydantic import Field
 
 from hpo.core.config import StrictModel
-from hpo.search.ray_compat import hyperband, successive_halving
+from hpo.search.ray_compat import hyperband, population_based_training, successive_halving
+from hpo.search.space import Dimension
 from hpo.trainables.job import reports_in
 
 if TYPE_CHECKING:
@@ -26,11 +28,15 @@ TIME_ATTR = "training_iteration"
 
 
 @dataclass(frozen=True)
-class Budget:
-    """Converts the sweep file's epochs to the scheduler's unit, reports."""
+class SchedulerInputs:
+    """What a scheduler is built from besides its own settings: the conversion of the sweep
+    file's epochs to the scheduler's unit, reports; the trial count; and, for PBT, the space
+    it perturbs and the seed of its choices."""
 
     evals_per_epoch: int
     num_trials: int
+    space: dict[str, Dimension] = field(default_factory=dict)
+    seed: int = 0
 
     def reports(self, epochs: float) -> int:
         return reports_in(epochs, self.evals_per_epoch)
@@ -41,8 +47,10 @@ class _Scheduler(StrictModel):
     """One line for the JSON Schema and the CLI help."""
 
     max_epochs: float = Field(default=3, gt=0, description="Epochs a trial trains at most.")
+    checkpoints_kept: ClassVar[int] = 1
+    """Checkpoints Tune keeps per trial: its best (and always its latest)."""
 
-    def build(self, budget: Budget) -> TrialScheduler:
+    def build(self, inputs: SchedulerInputs) -> TrialScheduler:
         raise NotImplementedError
 
 
@@ -56,10 +64,10 @@ class _HalvingScheduler(_Scheduler):
         default=3, gt=1, description="Keep the best 1/reduction_factor at each rung."
     )
 
-    def grace_reports(self, budget: Budget) -> int:
+    def grace_reports(self, inputs: SchedulerInputs) -> int:
         if self.grace_period is None:
             return 1
-        return budget.reports(self.grace_period)
+        return inputs.reports(self.grace_period)
 
 
 class FifoConfig(_Scheduler):
@@ -68,7 +76,7 @@ class FifoConfig(_Scheduler):
     name: Literal["fifo"]
     summary = "every trial trains to max_epochs"
 
-    def build(self, budget: Budget) -> TrialScheduler:
+    def build(self, inputs: SchedulerInputs) -> TrialScheduler:
         from ray.tune.schedulers import FIFOScheduler
 
         return FIFOScheduler()
@@ -81,13 +89,13 @@ class AshaConfig(_HalvingScheduler):
     summary = "asynchronous successive halving: stops trials that fall behind at rungs"
     brackets: int = Field(default=1, ge=1, description="Brackets of different grace periods.")
 
-    def build(self, budget: Budget) -> TrialScheduler:
+    def build(self, inputs: SchedulerInputs) -> TrialScheduler:
         from ray.tune.schedulers import ASHAScheduler
 
         return ASHAScheduler(
             time_attr=TIME_ATTR,
-            max_t=budget.reports(self.max_epochs),
-            grace_period=self.grace_reports(budget),
+            max_t=inputs.reports(self.max_epochs),
+            grace_period=self.grace_reports(inputs),
             reduction_factor=self.reduction_factor,
             brackets=self.brackets,
         )
@@ -100,10 +108,10 @@ class HyperbandConfig(_Scheduler):
     summary = "Hyperband: brackets of synchronous halving, pausing and resuming trials"
     reduction_factor: float = Field(default=3, gt=1)
 
-    def build(self, budget: Budget) -> TrialScheduler:
+    def build(self, inputs: SchedulerInputs) -> TrialScheduler:
         return hyperband(
             time_attr=TIME_ATTR,
-            max_t=budget.reports(self.max_epochs),
+            max_t=inputs.reports(self.max_epochs),
             reduction_factor=self.reduction_factor,
         )
 
@@ -115,23 +123,23 @@ class SuccessiveHalvingConfig(_HalvingScheduler):
     name: Literal["successive_halving"]
     summary = "synchronous successive halving in one bracket sized to the trials"
 
-    def build(self, budget: Budget) -> TrialScheduler:
-        max_t, grace = budget.reports(self.max_epochs), self.grace_reports(budget)
+    def build(self, inputs: SchedulerInputs) -> TrialScheduler:
+        max_t, grace = inputs.reports(self.max_epochs), self.grace_reports(inputs)
         return successive_halving(
             time_attr=TIME_ATTR,
             max_t=max_t,
             grace_period=grace,
             reduction_factor=self.reduction_factor,
-            num_trials=budget.num_trials,
+            num_trials=inputs.num_trials,
             halvings=_halvings(max_t, grace, self.reduction_factor),
         )
 
-    def trials_within(self, reports: float, budget: Budget) -> int:
+    def trials_within(self, reports: float, inputs: SchedulerInputs) -> int:
         """How many trials one bracket can start so that it trains about `reports` reports in
         all: trial k of n reaches rung j with n / reduction_factor**j others, and trains the
         reports between rungs once (it resumes from its checkpoint)."""
         rungs = _rungs(
-            budget.reports(self.max_epochs), self.grace_reports(budget), self.reduction_factor
+            inputs.reports(self.max_epochs), self.grace_reports(inputs), self.reduction_factor
         )
         per_trial = sum(
             (rung - previous) / self.reduction_factor**j
@@ -153,15 +161,125 @@ class MedianConfig(_Scheduler):
         default=3, ge=1, description="Other trials needed at a point before comparing."
     )
 
-    def build(self, budget: Budget) -> TrialScheduler:
+    def build(self, inputs: SchedulerInputs) -> TrialScheduler:
         from ray.tune.schedulers import MedianStoppingRule
 
-        grace = 1 if self.grace_period is None else budget.reports(self.grace_period)
+        grace = 1 if self.grace_period is None else inputs.reports(self.grace_period)
         return MedianStoppingRule(
             time_attr=TIME_ATTR,
             grace_period=grace,
             min_samples_required=self.min_samples_required,
         )
+
+
+PBT_MUTABLE = (
+    "learning_rate",
+    "weight_decay",
+    "warmup_ratio",
+    "lr_schedule",
+    "dropout",
+    "label_smoothing",
+    "max_grad_norm",
+    "lora_dropout",
+)
+"""What PBT may change in a trial that goes on from a checkpoint: not the batch size (the step
+plan), the seed, the strategy or a shape (lora_r, freeze_layers)."""
+
+
+class PbtConfig(_Scheduler):
+    """Population Based Training (Jaderberg et al. 2017): every `perturbation_interval` epochs
+    the trials in the bottom quantile copy the checkpoint of one in the top quantile and go on
+    with its hyperparameters perturbed. Synchronous, and seeded: the same sweep makes the same
+    copies."""
+
+    name: Literal["pbt"]
+    summary = "Population Based Training: the worst trials copy the best ones and perturb them"
+    checkpoints_kept = 3  # a copied checkpoint must outlive its trial's next report
+    perturbation_interval: float = Field(
+        default=0.5, gt=0, description="Epochs between exploit-and-explore steps."
+    )
+    quantile_fraction: float = Field(
+        default=0.25,
+        ge=0,
+        le=0.5,
+        description="The bottom fraction copies the top fraction (at least one trial each).",
+    )
+    resample_probability: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="Chance that a perturbed value is drawn anew from `space` instead of "
+        "multiplied by a perturbation factor (or moved to a neighbouring choice).",
+    )
+    perturbation_factors: tuple[float, float] = Field(
+        default=(1.2, 0.8), description="Factors a continuous value is multiplied by."
+    )
+    mutate: list[str] | None = Field(
+        default=None,
+        description=f"Hyperparameters to perturb; default every one `space` searches among "
+        f"{', '.join(PBT_MUTABLE)}.",
+    )
+
+    def mutated(self, space: dict[str, Dimension]) -> list[str]:
+        if self.mutate is not None:
+            return self.mutate
+        return [name for name in PBT_MUTABLE if name in space and space[name].is_searched]
+
+    def build(self, inputs: SchedulerInputs) -> TrialScheduler:
+        space = {name: inputs.space[name] for name in self.mutated(inputs.space)}
+        return population_based_training(
+            seed=inputs.seed,
+            max_reports=inputs.reports(self.max_epochs),
+            time_attr=TIME_ATTR,
+            perturbation_interval=inputs.reports(self.perturbation_interval),
+            hyperparam_mutations={name: _mutation(dim) for name, dim in space.items()},
+            custom_explore_fn=WithinSpace(space),
+            quantile_fraction=self.quantile_fraction,
+            resample_probability=self.resample_probability,
+            perturbation_factors=self.perturbation_factors,
+        )
+
+
+@dataclass(frozen=True)
+class Resample:
+    """Draws a range dimension anew for PBT's explore step, from the process-wide `random`,
+    which PBT seeds around its decisions (a picklable callable: Tune saves the scheduler)."""
+
+    dim: Dimension
+
+    def __call__(self) -> float | int:
+        import random
+
+        low, high = self.dim.args[0], self.dim.args[1]
+        match self.dim.kind:
+            case "loguniform":
+                return math.exp(random.uniform(math.log(low), math.log(high)))
+            case "quniform":
+                step = self.dim.args[2]
+                return round(random.uniform(low, high) / step) * step
+            case "randint":
+                return random.randint(low, high)
+        return random.uniform(low, high)
+
+
+def _mutation(dim: Dimension) -> list | Resample:
+    """PBT's form of a dimension: the list of choices (it moves to a neighbour or resamples),
+    or a resampler of a range (it multiplies by a perturbation factor or resamples)."""
+    return list(dim.args) if dim.kind in ("choice", "grid") else Resample(dim)
+
+
+@dataclass(frozen=True)
+class WithinSpace:
+    """PBT's last explore step: a value multiplied out of its range goes back to the nearest
+    bound (a warm-up ratio above 1, a dropout of 1.2 would fail the trial)."""
+
+    space: dict[str, Dimension]
+
+    def __call__(self, config: dict) -> dict:
+        for name, dim in self.space.items():
+            if dim.kind in ("uniform", "loguniform", "quniform", "randint"):
+                config[name] = min(max(config[name], dim.args[0]), dim.args[1])
+        return config
 
 
 SCHEDULERS: dict[str, type[_Scheduler]] = {
@@ -170,6 +288,7 @@ SCHEDULERS: dict[str, type[_Scheduler]] = {
     "hyperband": HyperbandConfig,
     "successive_halving": SuccessiveHalvingConfig,
     "median": MedianConfig,
+    "pbt": PbtConfig,
 }
 # Union of a tuple: the members come from the registry (X | Y cannot be built from a tuple).
 SchedulerConfig = Annotated[Union[tuple(SCHEDULERS.values())], Field(discriminator="name")]  # noqa: UP007

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import PlainValidator, ValidationError, WithJsonSchema
 
-from hpo.trainables.config import Hyperparameters
+from hpo.trainables.config import CONDITIONAL, Hyperparameters
 
 KINDS = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
 
@@ -180,7 +180,8 @@ def as_grid(space: dict[str, Dimension], points: int) -> dict[str, Dimension]:
 
 
 def to_optuna_distributions(space: dict[str, Dimension]) -> dict[str, Any]:
-    """The searched dimensions as Optuna distributions (for importance analysis of trials)."""
+    """The searched dimensions as Optuna distributions, as Optuna's samplers see them: for the
+    importance analysis of trials and the past trials a searcher starts from."""
     from optuna.distributions import (
         CategoricalDistribution,
         FloatDistribution,
@@ -189,8 +190,10 @@ def to_optuna_distributions(space: dict[str, Dimension]) -> dict[str, Any]:
 
     def translate(dim: Dimension) -> Any:
         match dim.kind:
-            case "uniform" | "quniform":
+            case "uniform":
                 return FloatDistribution(dim.args[0], dim.args[1])
+            case "quniform":
+                return FloatDistribution(dim.args[0], dim.args[1], step=dim.args[2])
             case "loguniform":
                 return FloatDistribution(dim.args[0], dim.args[1], log=True)
             case "randint":
@@ -198,3 +201,92 @@ def to_optuna_distributions(space: dict[str, Dimension]) -> dict[str, Any]:
         return CategoricalDistribution(list(dim.args))
 
     return {name: translate(dim) for name, dim in space.items() if dim.is_searched}
+
+
+def is_conditional(space: dict[str, Dimension]) -> bool:
+    """Whether `strategy` is searched and so is a key that only one strategy uses
+    (`freeze_layers`, `lora_*`): then only the trials of that strategy draw it."""
+    strategy = space.get("strategy")
+    searched = strategy is not None and strategy.is_searched
+    return searched and any(dim.is_searched for name, dim in space.items() if name in CONDITIONAL)
+
+
+@dataclass(frozen=True)
+class DefineByRun:
+    """A conditional space as an Optuna define-by-run function: `strategy` first, then the keys
+    of the strategy drawn, so a LoRA rank exists only in LoRA trials and the sampler never
+    models it for the others. Returns the constants (Ray's OptunaSearch adds them)."""
+
+    space: dict[str, Dimension]
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        unconditional = {n: d for n, d in self.space.items() if n not in CONDITIONAL}
+        values = {name: _suggest(trial, name, dim) for name, dim in unconditional.items()}
+        strategy = values["strategy"]
+        for name, dim in self.space.items():
+            if CONDITIONAL.get(name) == strategy:
+                values[name] = _suggest(trial, name, dim)
+        return {n: v for n, v in values.items() if not self.space[n].is_searched}
+
+
+def _suggest(trial: Any, name: str, dim: Dimension) -> Any:
+    """One dimension drawn through an Optuna trial (a constant is returned as it is)."""
+    args = dim.args
+    match dim.kind:
+        case "constant":
+            return args[0]
+        case "uniform":
+            return trial.suggest_float(name, *args)
+        case "loguniform":
+            return trial.suggest_float(name, *args, log=True)
+        case "quniform":
+            return trial.suggest_float(name, args[0], args[1], step=args[2])
+        case "randint":
+            return trial.suggest_int(name, *args)
+        case "choice":
+            return trial.suggest_categorical(name, list(args))
+    raise AssertionError(f"{dim.kind} is not searched define-by-run")
+
+
+@dataclass(frozen=True)
+class PastTrial:
+    """A finished trial a searcher starts from (`hpo extend`, `warm_start`): its searched
+    hyperparameters and its best score."""
+
+    params: dict[str, Any]
+    score: float
+
+    def as_optuna_trial(self, space: dict[str, Dimension]) -> Any:
+        """The trial for an Optuna study; raises ValueError when it does not fit `space`."""
+        from optuna.trial import create_trial
+
+        distributions = to_optuna_distributions(space)
+        if not self.params or not set(self.params) <= set(distributions):
+            raise ValueError("not a point of this space")
+        return create_trial(
+            params=self.params,
+            distributions={k: distributions[k] for k in self.params},
+            value=self.score,
+        )
+
+
+def past_trials(
+    trials: list[dict[str, Any]], space: dict[str, Dimension]
+) -> tuple[list[PastTrial], int]:
+    """The trials (records of trials.json) that fit `space`: every searched key it has a value
+    for lies in its range or choices; returns them and how many did not fit."""
+    fitting, left_out = [], 0
+    for trial in trials:
+        if trial.get("best_metric") is None:
+            continue
+        past = PastTrial(
+            {k: trial["config"][k] for k in space if space[k].is_searched and k in trial["config"]},
+            float(trial["best_metric"]),
+        )
+        try:
+            past.as_optuna_trial(space)
+        except ValueError:  # a value outside this space's range or choices
+            left_out += 1
+            continue
+        fitting.append(past)
+    return fitting, left_out

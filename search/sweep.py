@@ -12,10 +12,17 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from hpo.core.config import StrictModel
 from hpo.search.algorithms import ALGORITHMS, Algorithm, describe_algorithms
-from hpo.search.schedulers import SCHEDULERS, FifoConfig, SchedulerConfig, describe_schedulers
-from hpo.search.space import DimensionField, check_space
+from hpo.search.schedulers import (
+    PBT_MUTABLE,
+    SCHEDULERS,
+    FifoConfig,
+    PbtConfig,
+    SchedulerConfig,
+    describe_schedulers,
+)
+from hpo.search.space import DimensionField, check_space, is_conditional
 from hpo.serve.config import ServeConfig
-from hpo.trainables.config import DataConfig, TrainConfig
+from hpo.trainables.config import CONDITIONAL, DataConfig, TrainConfig
 from hpo.trainables.metrics import METRICS
 
 AlgorithmName = Literal[tuple(ALGORITHMS)]  # type: ignore[valid-type]
@@ -140,6 +147,12 @@ class Sweep(StrictModel):
     serve: ServeConfig = ServeConfig()
     compare: CompareConfig = CompareConfig()
     storage: str = Field(default="./runs", description="Where run dirs are written.")
+    warm_start: str | None = Field(
+        default=None,
+        description="A run dir (folder or URI) whose finished trials this sweep's searcher "
+        "starts from (tpe, gp): the same task on more data, a related space. Trials with a "
+        "value outside this space are left out.",
+    )
 
     _kept_variables: dict[tuple, tuple[str, str]] = PrivateAttr(default_factory=dict)
     """Strings written with variables that saved copies keep as written (see sweepfile)."""
@@ -173,7 +186,90 @@ class Sweep(StrictModel):
                 )
         if not any(dim.is_searched for dim in self.space.values()):
             raise ValueError("space: nothing to search; give at least one distribution")
+        self._check_strategies()
+        if self.warm_start is not None and not self.algorithm.takes_prior:
+            able = ", ".join(n for n, a in ALGORITHMS.items() if a.takes_prior)
+            raise ValueError(
+                f"warm_start: search.algorithm {self.search.algorithm} does not learn from "
+                f"past trials; use {able}"
+            )
+        compared = self.compare.schedulers or [self.scheduler.name]
+        if "pbt" in compared and "random" not in self.compare.algorithms:
+            raise ValueError(
+                "compare.schedulers: pbt runs with random search only; add random to "
+                "compare.algorithms"
+            )
+        if isinstance(self.scheduler, PbtConfig):
+            self._check_pbt(self.scheduler)
         return self
+
+    def _check_pbt(self, pbt: PbtConfig) -> None:
+        """PBT needs a population sampled once, one process per trial, something to perturb,
+        and perturbation points at evaluations."""
+        if self.search.algorithm not in ("random", "grid") or is_conditional(self.space):
+            raise ValueError(
+                f"scheduler pbt: search.algorithm {self.search.algorithm} cannot run next to "
+                "it; PBT evolves a population that random (or grid) search samples once (and "
+                "keys of one strategy only need a model-based searcher)"
+            )
+        if self.train.workers > 1 or self.train.launcher == "ray_train":
+            raise ValueError(
+                "scheduler pbt: a trial takes over another's checkpoint in its own process; "
+                "use train.workers: 1 and launcher auto or in_trial"
+            )
+        mutated = pbt.mutated(self.space)
+        if not mutated:
+            raise ValueError(
+                f"scheduler.mutate: nothing to perturb; search one of {', '.join(PBT_MUTABLE)} "
+                "in space"
+            )
+        for name in mutated:
+            if name not in PBT_MUTABLE:
+                raise ValueError(
+                    f"scheduler.mutate: PBT cannot change {name} in a trial that goes on from a "
+                    f"checkpoint; it may perturb {', '.join(PBT_MUTABLE)}"
+                )
+            if name not in self.space or not self.space[name].is_searched:
+                raise ValueError(f"scheduler.mutate: {name} must be searched in space")
+        reports = pbt.perturbation_interval * self.train.evals_per_epoch
+        if abs(reports - round(reports)) > 1e-9 or pbt.perturbation_interval >= pbt.max_epochs:
+            raise ValueError(
+                f"scheduler.perturbation_interval: {pbt.perturbation_interval} epochs must be a "
+                f"whole number of evaluations (train.evals_per_epoch: "
+                f"{self.train.evals_per_epoch}) and less than max_epochs ({pbt.max_epochs})"
+            )
+
+    def _check_strategies(self) -> None:
+        """`strategy` set once; each strategy's own keys used by some trial; a conditional
+        space searched by an algorithm that can skip keys."""
+        strategy = self.space.get("strategy")
+        if strategy is not None and self.train.strategy is not None:
+            raise ValueError(
+                "train.strategy and space.strategy: set the strategy in one place (space "
+                "searches it; train fixes it)"
+            )
+        strategies = set(strategy.args) if strategy is not None else {self.train.strategy or "full"}
+        for name in self.space:
+            owner = CONDITIONAL.get(name)
+            if owner is not None and owner not in strategies:
+                raise ValueError(
+                    f"space.{name}: only {owner} trials use it, and no trial here is one "
+                    f"(strategy: {', '.join(sorted(strategies))})"
+                )
+        if is_conditional(self.space):
+            if not self.algorithm.conditional:
+                able = ", ".join(n for n, a in ALGORITHMS.items() if a.conditional)
+                raise ValueError(
+                    f"search.algorithm: {self.search.algorithm} cannot search keys that only "
+                    f"some strategies use ({', '.join(n for n in self.space if n in CONDITIONAL)})"
+                    f"; use {able}, or fix those keys to one value"
+                )
+            grids = [name for name, dim in self.space.items() if dim.kind == "grid"]
+            if grids:
+                raise ValueError(
+                    f"space.{grids[0]}: a space with strategy-specific keys is searched "
+                    "define-by-run; write {choice: [...]}, not {grid: [...]}"
+                )
 
     def num_trials(self) -> int:
         """Trials this sweep runs: num_samples, times every combination of the grid values."""

@@ -11,7 +11,9 @@ Layout of a log dir:
                                      `train/samples_per_s`, `validation/<metric>` for every metric
                                      (step: the trial's own training samples); at its end
                                      `final/<metric>` (its best evaluation); and HParams data: the
-                                     config plus labels such as the algorithm
+                                     config plus labels such as the algorithm. Under PBT also
+                                     `pbt/<hyperparameter>` (its value at each report) and the
+                                     text `pbt/lineage` (each checkpoint it took over)
 
 A single sweep uses the curve run `search` and the section `search`. `hpo compare` gives each
 algorithm its own curve run and uses the section `<scheduler>/seed_<k>`, so that every chart
@@ -57,6 +59,8 @@ class TensorBoardLayout:
     plot_until: int | None = None
     """A comparison's sample budget: best-so-far points past it (the overshoot) are not
     plotted, as they count for nothing."""
+    tracked: tuple[str, ...] = ()
+    """Hyperparameters that change during a trial (PBT's perturbed ones), plotted per report."""
 
     @property
     def logdir(self) -> Path:
@@ -150,6 +154,17 @@ class TensorBoardWriter:
         for key, tag in TRIAL_SCALARS.items():
             if isinstance(result.get(key), int | float):
                 writer.add_scalar(tag, float(result[key]), step)
+        for key in self.layout.tracked:
+            if isinstance(config.get(key), int | float):
+                writer.add_scalar(f"pbt/{key}", float(config[key]), step)
+        if isinstance(result.get("parent"), str):
+            changed = ", ".join(f"{key} = {config.get(key)}" for key in self.layout.tracked)
+            writer.add_text(
+                "pbt/lineage",
+                f"at epoch {result['parent_epoch']:g} took over trial {result['parent']}'s "
+                f"checkpoint and went on with {changed}",
+                step,
+            )
         point = self.tracker.add(trial_id, result)
         if point is None:
             return

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -59,38 +60,59 @@ def staging_folder(expected_bytes: int) -> Iterator[str]:
         yield folder
 
 
-def save_checkpoint(
-    folder: str,
-    model: Any,
-    tokenizer: Any,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    step: int,
-    metrics: dict[str, float],
-) -> None:
+@dataclass
+class TrainingState:
+    """What resuming a trial needs besides the weights in the checkpoint. `adapters`: a lora
+    trial's adapters and head (its checkpoint's weights are merged)."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    step: int
+    metrics: dict[str, float]
+    trial_id: str
+    adapters: dict[str, torch.Tensor] | None = None
+
+
+def save_checkpoint(folder: str, model: Any, tokenizer: Any, state: TrainingState) -> None:
     """Writes the model and tokenizer (pipeline-ready) and the training state into `folder`."""
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     torch.save(
         {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "step": step,
+            "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(),
+            "step": state.step,
             "torch_rng": torch.get_rng_state(),
-            "metrics": metrics,
+            "metrics": state.metrics,
+            "trial_id": state.trial_id,
+            "adapters": state.adapters,
         },
         os.path.join(folder, TRAINING_STATE),
     )
 
 
+@dataclass(frozen=True)
+class Restored:
+    """What a checkpoint's training state gives back besides the optimizer and schedule."""
+
+    step: int
+    metrics: dict[str, float]
+    trial_id: str | None  # who wrote it (None in checkpoints from before hpo 0.2)
+    adapters: dict[str, torch.Tensor] | None
+
+
 def restore_training_state(
     folder: str, optimizer: torch.optim.Optimizer, scheduler: Any
-) -> tuple[int, dict[str, float]]:
-    """Loads the training state into `optimizer` and `scheduler`; returns the step to go on
-    from and the metrics reported with the checkpoint. `weights_only`: a checkpoint holds
-    tensors and plain values, never code to run."""
+) -> Restored:
+    """Loads the training state into `optimizer` and `scheduler`. `weights_only`: a checkpoint
+    holds tensors and plain values, never code to run."""
     state = torch.load(os.path.join(folder, TRAINING_STATE), weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
-    return int(state["step"]), state.get("metrics", {})
+    return Restored(
+        step=int(state["step"]),
+        metrics=state.get("metrics", {}),
+        trial_id=state.get("trial_id"),
+        adapters=state.get("adapters"),
+    )

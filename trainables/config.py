@@ -11,6 +11,7 @@ from pydantic import Field, PositiveInt, field_validator
 from hpo.core.config import StrictModel
 
 DataSource = str | list[str | None]
+Strategy = Literal["full", "freeze", "bitfit", "lora"]
 
 
 class DataConfig(StrictModel):
@@ -99,6 +100,11 @@ class TrainConfig(StrictModel):
     amp: bool | Literal["auto"] = Field(
         default="auto", description="Mixed precision on CUDA (bf16 where supported, else fp16)."
     )
+    strategy: Strategy | None = Field(
+        default=None,
+        description="Which weights train (full, freeze, bitfit, lora) when `space` does not "
+        "search `strategy`; default full.",
+    )
 
 
 class Hyperparameters(StrictModel):
@@ -120,3 +126,33 @@ class Hyperparameters(StrictModel):
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     max_grad_norm: float = Field(default=1.0, gt=0)
     seed: int = Field(default=0, description="Seed of the classifier head and the data order.")
+    strategy: Strategy = Field(
+        default="full",
+        description="What trains: full (every weight), freeze (all but the embeddings and the "
+        "lowest `freeze_layers` encoder layers), bitfit (biases and the classifier head), lora "
+        "(low-rank adapters through peft, and the head). Default: `train.strategy`.",
+    )
+    freeze_layers: int | None = Field(
+        default=None,
+        ge=0,
+        description="freeze: encoder layers frozen from the bottom; None: half of them.",
+    )
+    lora_r: int = Field(default=8, ge=1, description="lora: rank of the adapters.")
+    lora_alpha: float = Field(default=16.0, gt=0, description="lora: scaling numerator.")
+    lora_dropout: float = Field(default=0.1, ge=0, lt=1, description="lora: adapter dropout.")
+    lora_targets: str = Field(
+        default="query,value",
+        pattern=r"^(all-linear|[A-Za-z_][\w.]*(,[A-Za-z_][\w.]*)*)$",
+        description="lora: comma-separated names of the linear layers to adapt "
+        "(query,value; query,key,value,dense), or all-linear.",
+    )
+
+
+CONDITIONAL = {
+    "freeze_layers": "freeze",
+    "lora_r": "lora",
+    "lora_alpha": "lora",
+    "lora_dropout": "lora",
+    "lora_targets": "lora",
+}
+"""Hyperparameters that only mean something under one strategy: searched only for its trials."""

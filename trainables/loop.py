@@ -17,6 +17,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from hpo.trainables.checkpoints import (
+    TrainingState,
     checkpoint_bytes,
     restore_training_state,
     save_checkpoint,
@@ -27,6 +28,14 @@ from hpo.trainables.encoding import EncodedData, EncodedSplit, collate, epoch_ba
 from hpo.trainables.job import TrainJob
 from hpo.trainables.metrics import compute_metrics
 from hpo.trainables.sessions import TrialSession
+from hpo.trainables.strategies import (
+    apply_strategy,
+    is_adapted,
+    load_trained_state,
+    model_to_save,
+    trainable_parameters,
+    trained_state,
+)
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,19 @@ def _lr_scheduler(optimizer: torch.optim.Optimizer, hp: Hyperparameters, plan: S
     )
 
 
+def _take_hyperparameters(
+    optimizer: torch.optim.Optimizer, scheduler: Any, hp: Hyperparameters
+) -> None:
+    """After a restore, the trial's own learning rate and weight decay rather than those saved
+    with the optimizer: the same values when a trial resumes its own checkpoint, new ones when
+    PBT has copied another trial's checkpoint and perturbed its hyperparameters."""
+    optimizer.param_groups[0]["weight_decay"] = hp.weight_decay  # the decayed group
+    scheduler.base_lrs = [hp.learning_rate] * len(optimizer.param_groups)
+    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True):
+        group["initial_lr"] = hp.learning_rate
+        group["lr"] = hp.learning_rate * factor(scheduler.last_epoch)
+
+
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
 
@@ -242,10 +264,14 @@ class _Trial:
         device = session.device
         self.precision = Precision.for_device(device, job)
         torch.manual_seed(hp.seed)  # the new classifier head starts the same in every trial
-        source = restored or job.model_source
-        self.model = _load_model(
-            source, data, hp, new_head=restored is None, offline=job.offline
-        ).to(device)
+        # A lora checkpoint holds merged weights: a resumed lora trial wraps the base model
+        # again and takes its adapters from the training state.
+        source = restored if restored is not None and hp.strategy != "lora" else job.model_source
+        model = _load_model(
+            source, data, hp, new_head=source == job.model_source, offline=job.offline
+        )
+        self.model = apply_strategy(model, hp).to(device)
+        self.trainable_params = trainable_parameters(self.model)
         self.tokenizer = AutoTokenizer.from_pretrained(
             job.model_source, local_files_only=job.offline
         )
@@ -259,10 +285,15 @@ class _Trial:
         self.optimizer = _optimizer(self.model, hp)
         self.scheduler = _lr_scheduler(self.optimizer, hp, self.plan)
         self.step, self.reported = 0, {}  # reported: the metrics saved with the checkpoint
+        self.parent: dict[str, Any] = {}  # PBT: the trial whose checkpoint this one took over
         if restored is not None:
-            self.step, self.reported = restore_training_state(
-                restored, self.optimizer, self.scheduler
-            )
+            state = restore_training_state(restored, self.optimizer, self.scheduler)
+            self.step, self.reported = state.step, state.metrics
+            if is_adapted(self.model):
+                load_trained_state(self.model, state.adapters)
+            if state.trial_id not in (None, session.trial_id):
+                self.parent = {"parent": state.trial_id, "parent_epoch": self.plan.epoch(self.step)}
+            _take_hyperparameters(self.optimizer, self.scheduler, hp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.amp == torch.float16)
 
     @property
@@ -306,19 +337,26 @@ class _Trial:
             step=self.step,
             samples=self.plan.samples(self.step),
             learning_rate=self.scheduler.get_last_lr()[0],
+            trainable_params=self.trainable_params,
+            **self.parent,
         )
+        self.parent = {}  # reported once, with the first evaluation after the copy
         if self.session.world_rank != 0:
             self.session.report(metrics, None)
             return
         with staging_folder(checkpoint_bytes(self.model, self.optimizer)) as folder:
             save_checkpoint(
                 folder,
-                self.model,
+                model_to_save(self.model),
                 self.tokenizer,
-                self.optimizer,
-                self.scheduler,
-                self.step,
-                metrics,
+                TrainingState(
+                    self.optimizer,
+                    self.scheduler,
+                    self.step,
+                    metrics,
+                    self.session.trial_id,
+                    trained_state(self.model),
+                ),
             )
             self.session.report(metrics, folder)
 

@@ -18,6 +18,9 @@ class TrialSession(Protocol):
     world_rank: int
     world_size: int
     device: torch.device
+    trial_id: str
+    """The Tune trial's id: a checkpoint records who wrote it, so a trial restored from another
+    trial's checkpoint (PBT's exploit) reports its parent."""
     checkpoints_ahead_of_tune: bool
     """Whether a restored checkpoint may be one whose report Tune never got: Ray Train keeps
     its own checkpoints, so a sweep interrupted between the two leaves one."""
@@ -68,7 +71,10 @@ class TuneTrialSession:
     checkpoints_ahead_of_tune = False
 
     def __init__(self, use_gpu: bool) -> None:
+        from ray import tune
+
         self.device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        self.trial_id = tune.get_context().get_trial_id()
 
     def restored_checkpoint(self) -> AbstractContextManager[str | None]:
         from ray import tune
@@ -95,6 +101,7 @@ class RayTrainSession:
         self.world_rank = context.get_world_rank()
         self.world_size = context.get_world_size()
         self.device = ray.train.torch.get_device()
+        self.trial_id = context.get_experiment_name()  # the launcher names the run after it
         self.nodes = self._worker_nodes()
 
     def _worker_nodes(self) -> str:

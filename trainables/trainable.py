@@ -14,14 +14,19 @@ from hpo.trainables.loop import train_model
 from hpo.trainables.sessions import RayTrainSession, TuneTrialSession
 
 
+def hyperparameters(config: dict[str, Any], job: TrainJob) -> Hyperparameters:
+    """A trial's hyperparameters: its config, with `train.strategy` unless it searches one."""
+    return Hyperparameters.model_validate({"strategy": job.train.strategy or "full", **config})
+
+
 def _train_in_trial(config: dict[str, Any], job: TrainJob, data: EncodedData) -> None:
-    hp = Hyperparameters.model_validate(config)
-    train_model(hp, job, data, TuneTrialSession(job.use_gpu))
+    train_model(hyperparameters(config, job), job, data, TuneTrialSession(job.use_gpu))
 
 
 def _train_worker(loop_config: dict[str, Any]) -> None:
-    hp = Hyperparameters.model_validate(loop_config["hyperparameters"])
-    train_model(hp, loop_config["job"], loop_config["data"], RayTrainSession())
+    job = loop_config["job"]
+    hp = hyperparameters(loop_config["hyperparameters"], job)
+    train_model(hp, job, loop_config["data"], RayTrainSession())
 
 
 def _train_with_ray_train(config: dict[str, Any], job: TrainJob, data: EncodedData) -> None:

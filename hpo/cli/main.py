@@ -29,6 +29,7 @@ for command in (
     sweeps.schema,
     sweeps.run,
     sweeps.resume,
+    sweeps.extend,
     sweeps.status,
     sweeps.best,
     sweeps.compare,

@@ -1,5 +1,5 @@
-"""The commands about sweeps: validate, schema, run, resume, status, best, compare, report and
-tensorboard."""
+"""The commands about sweeps: validate, schema, run, resume, extend, status, best, compare,
+report and tensorboard."""
 
 from __future__ import annotations
 
@@ -103,6 +103,48 @@ def resume(
         _print_comparison(folder)
         return
     summary = resume_sweep(folder, target=ray_target(address, verbose), console=console)
+    print_best(summary)
+    serve_after_sweep(summary, no_serve=no_serve, keep_serving=keep_serving, detach=detach)
+
+
+def _added_trials(value: str) -> int:
+    """`--num-samples +8` (or 8): how many trials to add."""
+    try:
+        added = int(value.removeprefix("+"))
+    except ValueError:
+        added = 0
+    if added < 1:
+        raise typer.BadParameter(f"write the number of trials to add, such as +8, not {value!r}")
+    return added
+
+
+def extend(
+    run_dir: RunDirArg,
+    num_samples: Annotated[
+        str, typer.Option(help="Trials to add, such as +8.", callback=_added_trials)
+    ] = "+4",
+    max_epochs: Annotated[
+        float | None, typer.Option(help="Epochs the added trials train (default: as before).")
+    ] = None,
+    set_: SetOption = None,
+    address: AddressOption = None,
+    no_serve: NoServeOption = False,
+    keep_serving: KeepServingOption = True,
+    detach: DetachOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Add trials to a finished sweep, its searcher starting from every past trial; then deploy
+    through the promotion gate, as `hpo run`."""
+    from hpo.search.runner import extend_sweep  # imports Ray and torch
+
+    summary = extend_sweep(
+        StorageDir.at(run_dir),
+        add_trials=int(num_samples),
+        max_epochs=max_epochs,
+        overrides=set_ or [],
+        target=ray_target(address, verbose),
+        console=console,
+    )
     print_best(summary)
     serve_after_sweep(summary, no_serve=no_serve, keep_serving=keep_serving, detach=detach)
 

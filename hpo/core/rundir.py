@@ -22,6 +22,9 @@ RUN_REPORT = "report"
 """The folder where `hpo report RUN_DIR` writes report.md and its plots."""
 TRAIN_RUNS = "train_runs"
 """Where the ray_train launcher keeps one Ray Train run per trial."""
+BEFORE_EXTEND = "before_extend.json"
+"""Left by `hpo extend`: the trials and totals of the sweep before it, which the extended
+run's results include."""
 DISK_STOP = ".disk_stop"
 """Left by a sweep stopped because its disk filled up: free and needed bytes."""
 

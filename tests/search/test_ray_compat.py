@@ -76,3 +76,33 @@ def test_a_finished_bracket_stops_a_trial_still_saving_its_pause() -> None:
     first.temporary_state.saving_to = object()  # Tune saves before it marks the trial PAUSED
     assert scheduler.on_trial_result(controller, second, result) == TrialScheduler.STOP
     assert controller.stopped == [first]
+
+
+def test_pbt_draws_its_choices_from_its_own_seeded_state(monkeypatch) -> None:
+    """The one method of Ray's PBT that decides (and explores) runs with the scheduler's own
+    random state: the same seed makes the same draws, and the process-wide state is untouched."""
+    import random
+
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    def draws(self, *args, **kwargs) -> None:  # stands in for Ray's exploit-and-explore
+        self.drawn.append(random.random())
+
+    monkeypatch.setattr(PopulationBasedTraining, "_checkpoint_or_exploit", draws)
+
+    def decisions(seed: int) -> list[float]:
+        scheduler = ray_compat.population_based_training(
+            seed=seed, hyperparam_mutations={"learning_rate": [1e-4, 2e-4]}
+        )
+        scheduler.drawn = []
+        for _ in range(3):
+            scheduler._checkpoint_or_exploit(None, None, [], [])
+        return scheduler.drawn
+
+    random.seed(123)
+    outside = random.getstate()
+    assert decisions(0) == decisions(0) != decisions(1)
+    assert random.getstate() == outside
+    assert ray_compat.population_based_training(
+        seed=0, hyperparam_mutations={"learning_rate": [1e-4]}
+    )._synch

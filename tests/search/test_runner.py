@@ -222,3 +222,173 @@ def test_string_labels_and_the_best_checkpoint_in_a_pipeline(
     best = summary["best"]
     rows = trial_rows(summary)[best["trial_id"]]
     assert best["metric"] == max(r["accuracy"] for r in rows)  # the best epoch, not the last
+
+
+def test_strategy_as_a_hyperparameter_with_lora_keys_for_lora_trials_only(
+    tiny_model: str, tmp_path: Path
+) -> None:
+    """TPE searches the strategy and, define-by-run, a LoRA rank that only LoRA trials get;
+    trials.csv shows what each trained; the best checkpoint loads in a pipeline whatever its
+    strategy; the run's report (importance included) is written."""
+    from transformers import pipeline
+
+    from hpo.core.storage import StorageDir
+    from hpo.search.report import write_run_report
+
+    sweep = sweep_of(
+        tiny_model,
+        tmp_path,
+        search={"algorithm": "tpe", "num_samples": 4, "max_concurrent": 2, "n_startup_trials": 2},
+        space={
+            "learning_rate": {"loguniform": [1e-4, 3e-3]},
+            "strategy": {"choice": ["bitfit", "lora"]},
+            "lora_r": {"choice": [2, 4]},
+        },
+    )
+    summary = run_sweep(sweep)
+    table = trials_table(summary)
+    assert set(table.state) == {"completed"} and len(table) == 4
+    lora = table["config.strategy"] == "lora"
+    assert lora.any() and (~lora).any()
+    assert table.loc[lora, "config.lora_r"].isin([2, 4]).all()
+    assert table.loc[~lora, "config.lora_r"].isna().all()  # not drawn for bitfit trials
+    assert (table.trainable_params > 0).all() and (table.samples_per_s > 0).all()
+    classify = pipeline("text-classification", model=summary["best"]["checkpoint"], device="cpu")
+    assert classify("a fine film")[0]["label"] in ("LABEL_0", "LABEL_1", "negative", "positive")
+    report = write_run_report(StorageDir.at(summary["run_dir"])).read_text()
+    assert "## Fine-tuning strategies" in report and "## Hyperparameter importance" in report
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in report.splitlines()
+        if "| lora |" in line or "| bitfit |" in line
+    }
+    assert set(rows) == {"lora", "bitfit"}
+
+
+def _lineage_by_index(table: pd.DataFrame) -> dict[str, str]:
+    """trials.csv's lineage with trial ids replaced by their index in the sweep (the ids'
+    prefix differs from run to run)."""
+
+    def index(trial_id: str) -> str:
+        return trial_id.rsplit("_", 1)[-1]
+
+    return {
+        index(row.trial_id): ";".join(
+            f"{index(parent)}@{epoch}"
+            for parent, epoch in (step.split("@") for step in str(row.lineage).split(";"))
+        )
+        for row in table.itertuples()
+        if isinstance(row.lineage, str) and row.lineage
+    }
+
+
+def test_pbt_copies_checkpoints_on_a_seeded_schedule_with_its_lineage(
+    tiny_model: str, tmp_path: Path
+) -> None:
+    """Four trials, perturbed every half epoch: the bottom half takes over the top half's
+    checkpoints and goes on with a perturbed learning rate; trials.csv and TensorBoard show who
+    copied whom and when, and the same sweep makes the same copies again."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def run(folder: str) -> dict[str, Any]:
+        return run_sweep(
+            sweep_of(
+                tiny_model,
+                tmp_path / folder,
+                search={"algorithm": "random", "num_samples": 4, "max_concurrent": 4},
+                scheduler={
+                    "name": "pbt",
+                    "max_epochs": 1.5,
+                    "perturbation_interval": 0.5,
+                    "quantile_fraction": 0.5,
+                },
+                space={"learning_rate": {"loguniform": [1e-5, 3e-3]}},
+            )
+        )
+
+    summary = run("first")
+    table = trials_table(summary)
+    assert set(table.state) == {"completed"} and (table.epochs == 1.5).all()
+    lineage = _lineage_by_index(table)
+    assert len(lineage) >= 2  # the bottom half copies at each of the two perturbation points
+    indices = {trial_id.rsplit("_", 1)[-1] for trial_id in table.trial_id}
+    for steps in lineage.values():
+        for step in steps.split(";"):
+            parent, epoch = step.split("@")
+            assert parent in indices and epoch in ("0.5", "1")
+    assert table["config.learning_rate"].between(1e-5, 3e-3).all()  # perturbed within bounds
+    for rows in trial_rows(summary).values():  # a copy continues, it never starts over
+        samples = [row["samples"] for row in rows]
+        assert samples == sorted(samples) and samples[-1] == 384
+
+    copied = next(t for t in table.itertuples() if isinstance(t.lineage, str) and t.lineage)
+    logdir = Path(summary["run_dir"]) / "tensorboard" / "trials" / copied.trial_id
+    events = EventAccumulator(str(logdir))
+    events.Reload()
+    assert "pbt/learning_rate" in events.Tags()["scalars"]
+    assert any(tag.startswith("pbt/lineage") for tag in events.Tags()["tensors"])
+
+    assert _lineage_by_index(trials_table(run("second"))) == lineage  # seeded: the same copies
+
+
+def test_extend_adds_trials_that_start_from_the_past_ones(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    """`hpo extend` on (a copy of) the shared finished sweep, its searcher switched to TPE:
+    the past trials stay, the new ones join them in trials.csv, the summary and the curve
+    (which goes on from the sweep's compute), and TPE is handed both past trials."""
+    import json
+    import shutil
+
+    from hpo.core.storage import StorageDir
+    from hpo.search.compute import read_curve
+    from hpo.search.runner import extend_sweep
+
+    run = tmp_path / "finished"
+    shutil.copytree(finished_run, run)
+    before = trials_table({"run_dir": str(run)})
+    curve_before = read_curve(run / "curve.csv")
+
+    summary = extend_sweep(
+        StorageDir.at(str(run)), add_trials=2, overrides=["search.algorithm=tpe"]
+    )
+
+    table = trials_table(summary)
+    assert len(table) == 4 and list(table.trial_id[:2]) == list(before.trial_id)
+    assert set(table.state) == {"completed"}
+    assert summary["num_trials"] == 4 and summary["extensions"] == [
+        {"trials_before": 2, "prior": 2, "left_out": 0, "trials_added": 2}
+    ]
+    assert summary["train_samples"] == table.samples.sum()
+    curve = read_curve(run / "curve.csv")
+    assert curve[: len(curve_before)] == curve_before  # the past points stay
+    added = [p.samples for p in curve[len(curve_before) :]]
+    assert len(added) == 4 and added == sorted(added) and added[0] > curve_before[-1].samples
+    assert len(list((run / "tensorboard" / "trials").iterdir())) == 4
+    assert json.loads((run / "before_extend.json").read_text())["trials"][0]["trial_id"] in set(
+        before.trial_id
+    )
+
+
+def test_warm_start_hands_another_runs_fitting_trials_to_the_searcher(
+    finished_run: Path, tiny_model: str, tmp_path: Path
+) -> None:
+    from hpo.core.errors import UserError
+    from hpo.search.runner import _warm_start
+
+    search = {"algorithm": "tpe", "num_samples": 2}
+    sweep = sweep_of(tiny_model, tmp_path, search=search, warm_start=str(finished_run))
+    start = _warm_start(sweep)
+    assert len(start.prior) == 2 and all(
+        set(p.params) == {"learning_rate", "batch_size"} for p in start.prior
+    )
+    assert start.facts == {"warm_start": {"run_dir": str(finished_run), "trials": 2, "left_out": 0}}
+
+    narrow = {"learning_rate": {"loguniform": [1e-7, 1e-6]}, "batch_size": 16}
+    elsewhere = sweep_of(
+        tiny_model, tmp_path, search=search, space=narrow, warm_start=str(finished_run)
+    )
+    with pytest.raises(UserError, match="none of the 2 trials .* fits this sweep's space"):
+        _warm_start(elsewhere)
+    with pytest.raises(UserError, match="warm_start: search.algorithm random does not learn"):
+        sweep_of(tiny_model, tmp_path, warm_start=str(finished_run))

@@ -8,11 +8,25 @@ from ray.tune.schedulers import (
     FIFOScheduler,
     HyperBandScheduler,
     MedianStoppingRule,
+    PopulationBasedTraining,
 )
 
-from hpo.search.schedulers import SCHEDULERS, Budget, SchedulerConfig
+from hpo.search.schedulers import (
+    SCHEDULERS,
+    Resample,
+    SchedulerConfig,
+    SchedulerInputs,
+    WithinSpace,
+)
+from hpo.search.space import Dimension
 
-BUDGET = Budget(evals_per_epoch=2, num_trials=8)
+SPACE = {
+    "learning_rate": Dimension("loguniform", (1e-5, 1e-3)),
+    "warmup_ratio": Dimension("uniform", (0.0, 0.2)),
+    "lr_schedule": Dimension("choice", ("linear", "cosine")),
+    "batch_size": Dimension("choice", (16, 32)),
+}
+BUDGET = SchedulerInputs(evals_per_epoch=2, num_trials=8, space=SPACE, seed=3)
 
 
 def build(**section):
@@ -27,6 +41,7 @@ def test_every_name_builds() -> None:
     assert issubclass(built["hyperband"], HyperBandScheduler)
     assert issubclass(built["successive_halving"], HyperBandScheduler)
     assert built["median"] is MedianStoppingRule
+    assert issubclass(built["pbt"], PopulationBasedTraining)
 
 
 def test_asha_converts_epochs_to_reports() -> None:
@@ -64,3 +79,26 @@ def test_median_grace_in_reports() -> None:
     median = build(name="median", max_epochs=2, grace_period=1, min_samples_required=2)
     assert median._grace_period == 2
     assert median._min_samples_required == 2
+
+
+def test_pbt_perturbs_the_searched_hyperparameters_it_may_change() -> None:
+    pbt = build(name="pbt", max_epochs=2, perturbation_interval=0.5)
+    assert pbt._perturbation_interval == 1  # half an epoch at 2 evaluations per epoch
+    assert pbt._time_attr == "training_iteration" and pbt._synch
+    mutations = pbt._hyperparam_mutations
+    assert set(mutations) == {"learning_rate", "warmup_ratio", "lr_schedule"}  # not batch_size
+    assert mutations["lr_schedule"] == ["linear", "cosine"]
+    only = build(name="pbt", max_epochs=2, mutate=["learning_rate"])
+    assert set(only._hyperparam_mutations) == {"learning_rate"}
+
+
+def test_pbt_resamples_within_the_space_and_clamps_what_it_multiplies() -> None:
+    import random
+
+    random.seed(0)
+    draws = [Resample(SPACE["learning_rate"])() for _ in range(200)]
+    assert all(1e-5 <= d <= 1e-3 for d in draws)
+    assert sum(d < 1e-4 for d in draws) > 60  # log-uniform: a third of the draws per decade
+    clamp = WithinSpace(SPACE)
+    config = {"learning_rate": 2e-3, "warmup_ratio": -0.1, "lr_schedule": "cosine"}
+    assert clamp(config) == {"learning_rate": 1e-3, "warmup_ratio": 0.0, "lr_schedule": "cosine"}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from ray import tune
 from ray.tune.search.sample import Categorical, Float, Integer
 
 from hpo.search.algorithms import ALGORITHMS, SearchSettings
-from hpo.search.space import Dimension, parse_dimension, to_tune_space
+from hpo.search.space import Dimension, PastTrial, parse_dimension, past_trials, to_tune_space
 
 SPACE = {
     "learning_rate": parse_dimension({"loguniform": [1e-5, 3e-4]}),
@@ -83,3 +84,84 @@ def test_every_searcher_samples_the_translated_space(name: str) -> None:
         assert config["seed"] in (0, 1, 2, 3)
         assert config["batch_size"] in (16, 32)
         searcher.on_trial_complete(f"t{i}", {"accuracy": 0.5 + i / 10, "training_iteration": 1})
+
+
+CONDITIONAL_SPACE = {
+    "learning_rate": Dimension("loguniform", (1e-5, 3e-4)),
+    "strategy": Dimension("choice", ("full", "bitfit", "lora")),
+    "lora_r": Dimension("choice", (4, 8, 16)),
+    "lora_alpha": Dimension("uniform", (8.0, 32.0)),
+    "lora_dropout": Dimension("constant", (0.0,)),
+    "batch_size": Dimension("constant", (16,)),
+}
+
+
+@pytest.mark.parametrize("name", ["random", "tpe", "gp"])
+def test_conditional_keys_are_drawn_only_for_their_strategy(name: str) -> None:
+    """Define-by-run: a LoRA key exists in LoRA trials only, also once the sampler models the
+    past trials; the constants come with every trial, the LoRA ones with LoRA trials."""
+    settings = SearchSettings(seed=0, n_startup_trials=2, max_concurrent=1, space=CONDITIONAL_SPACE)
+    searcher = ALGORITHMS[name].build(settings)
+    assert not searcher.set_search_properties("accuracy", "max", {})  # it owns the space
+    strategies = set()
+    for i in range(10):
+        config = searcher.suggest(f"t{i}")
+        strategies.add(config["strategy"])
+        lora_keys = {"lora_r", "lora_alpha", "lora_dropout"} & set(config)
+        assert lora_keys == (
+            {"lora_r", "lora_alpha", "lora_dropout"} if config["strategy"] == "lora" else set()
+        )
+        assert config["batch_size"] == 16 and 1e-5 <= config["learning_rate"] <= 3e-4
+        score = 0.9 if config["strategy"] == "lora" else 0.5
+        searcher.on_trial_complete(f"t{i}", {"accuracy": score, "training_iteration": 1})
+    assert "lora" in strategies and len(strategies) > 1
+
+
+@pytest.mark.parametrize("name", ["tpe", "gp"])
+def test_a_searcher_given_past_trials_models_them_from_its_first_suggestion(name: str) -> None:
+    """`hpo extend` and `warm_start`: the past trials are in the searcher's study before it
+    suggests anything, so its first suggestions follow them (here: learning rates near 1e-3
+    scored best), where a fresh searcher starts with random ones."""
+    space = {
+        "learning_rate": Dimension("loguniform", (1e-5, 1e-1)),
+        "batch_size": Dimension("constant", (16,)),
+    }
+
+    def score(lr: float) -> float:
+        return 0.9 - 0.1 * abs(math.log10(lr) + 3)
+
+    prior = [PastTrial({"learning_rate": lr}, score(lr)) for lr in np.geomspace(1e-5, 1e-1, 12)]
+
+    def distances(prior: list[PastTrial]) -> list[float]:
+        settings = SearchSettings(
+            seed=0, n_startup_trials=4, max_concurrent=1, space=space, prior=prior
+        )
+        searcher = ALGORITHMS[name].build(settings)
+        searcher.set_search_properties("accuracy", "max", to_tune_space(space))
+        found = []
+        for i in range(4):
+            lr = searcher.suggest(f"t{i}")["learning_rate"]
+            found.append(abs(math.log10(lr) + 3))
+            searcher.on_trial_complete(f"t{i}", {"accuracy": score(lr), "training_iteration": 1})
+        return found
+
+    warm, cold = distances(prior), distances([])
+    assert max(warm) < 1  # all four within a decade of 1e-3 (the space spans four)
+    assert sum(warm) < sum(cold) / 2
+
+
+def test_past_trials_outside_the_space_are_left_out() -> None:
+    space = {
+        "learning_rate": Dimension("loguniform", (1e-5, 1e-3)),
+        "batch_size": Dimension("choice", (16, 32)),
+        "seed": Dimension("constant", (0,)),
+    }
+    trials = [
+        {"config": {"learning_rate": 1e-4, "batch_size": 16, "seed": 0}, "best_metric": 0.8},
+        {"config": {"learning_rate": 1e-2, "batch_size": 16, "seed": 0}, "best_metric": 0.7},
+        {"config": {"learning_rate": 1e-4, "batch_size": 64, "seed": 0}, "best_metric": 0.7},
+        {"config": {"learning_rate": 1e-4, "batch_size": 32, "seed": 0}, "best_metric": None},
+    ]
+    fitting, left_out = past_trials(trials, space)
+    assert fitting == [PastTrial({"learning_rate": 1e-4, "batch_size": 16}, 0.8)]
+    assert left_out == 2  # a learning rate and a batch size outside; the unscored one is skipped

@@ -43,7 +43,38 @@ def test_mode_follows_the_metric() -> None:
             "'tpe', 'hyperopt' or 'gp'; got 'bayes'",
         ),
         ({"metric": "auc"}, "metric: Input should be"),
-        ({"scheduler": {"name": "pbt"}}, "scheduler: Input tag 'pbt' found using 'name' does not"),
+        (
+            {"scheduler": {"name": "bohb"}},
+            "scheduler: Input tag 'bohb' found using 'name' does not",
+        ),
+        (
+            {"scheduler": {"name": "pbt", "max_epochs": 2}, "search": {"algorithm": "tpe"}},
+            "scheduler pbt: search.algorithm tpe cannot run next to it",
+        ),
+        (
+            {
+                "scheduler": {"name": "pbt", "max_epochs": 2},
+                "space": {"batch_size": {"choice": [8, 16]}},
+            },
+            "scheduler.mutate: nothing to perturb; search one of learning_rate",
+        ),
+        (
+            {"scheduler": {"name": "pbt", "max_epochs": 2, "mutate": ["batch_size"]}},
+            "scheduler.mutate: PBT cannot change batch_size in a trial that goes on from a "
+            "checkpoint",
+        ),
+        (
+            {"scheduler": {"name": "pbt", "max_epochs": 2, "mutate": ["weight_decay"]}},
+            "scheduler.mutate: weight_decay must be searched in space",
+        ),
+        (
+            {"scheduler": {"name": "pbt", "max_epochs": 2, "perturbation_interval": 0.3}},
+            "scheduler.perturbation_interval: 0.3 epochs must be a whole number of evaluations",
+        ),
+        (
+            {"scheduler": {"name": "pbt", "max_epochs": 2}, "train": {"workers": 2}},
+            "scheduler pbt: a trial takes over another's checkpoint in its own process",
+        ),
         ({"scheduler": {"name": "asha", "brackts": 2}}, "scheduler.brackts: unknown key"),
         ({"scheduler": {"name": "fifo", "brackets": 2}}, "scheduler.brackets: unknown key"),
         (
@@ -85,6 +116,40 @@ def test_mode_follows_the_metric() -> None:
                 "search": {"algorithm": "grid"},
             },
             "space.learning_rate: search.algorithm grid needs grid or choice values, not uniform",
+        ),
+        (
+            {"space": {"learning_rate": 1e-4, "lora_r": {"choice": [4, 8]}}},
+            "space.lora_r: only lora trials use it, and no trial here is one (strategy: full)",
+        ),
+        (
+            {
+                "space": {"strategy": {"choice": ["full", "lora"]}, "batch_size": 16},
+                "train": {"strategy": "bitfit"},
+            },
+            "train.strategy and space.strategy: set the strategy in one place",
+        ),
+        (
+            {
+                "space": {"strategy": {"choice": ["full", "lora"]}, "lora_r": {"choice": [4, 8]}},
+                "search": {"algorithm": "hyperopt"},
+            },
+            "search.algorithm: hyperopt cannot search keys that only some strategies use "
+            "(lora_r); use random, tpe, gp, or fix those keys to one value",
+        ),
+        (
+            {
+                "space": {"strategy": {"grid": ["full", "lora"]}, "lora_r": {"choice": [4, 8]}},
+                "search": {"algorithm": "random"},
+            },
+            "space.strategy: a space with strategy-specific keys is searched define-by-run",
+        ),
+        (
+            {"space": {"strategy": {"choice": ["full", "adapters"]}}},
+            "space.strategy: 'adapters' is not valid",
+        ),
+        (
+            {"space": {"learning_rate": 1e-4, "lora_targets": {"choice": ["query;value"]}}},
+            "space.lora_targets: 'query;value' is not valid: String should match pattern",
         ),
     ],
 )
@@ -140,3 +205,10 @@ def test_the_registries_are_the_only_list_of_names() -> None:
         cls.__name__ for cls in SCHEDULERS.values()
     }
     assert all(cls.summary in scheduler["description"] for cls in SCHEDULERS.values())
+
+
+def test_a_strategy_fixed_in_train_may_have_its_keys_searched() -> None:
+    sweep = parse_sweep(
+        sweep_tree(train={"strategy": "lora"}, space={"lora_r": {"choice": [4, 8]}})
+    )
+    assert sweep.train.strategy == "lora" and sweep.space["lora_r"].is_searched

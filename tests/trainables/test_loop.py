@@ -3,76 +3,17 @@ continues the epoch count and optimizer state instead of starting over."""
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from hpo.trainables.config import DataConfig, Hyperparameters, TrainConfig
+from hpo.trainables.config import DataConfig, Hyperparameters
 from hpo.trainables.data import load_splits
 from hpo.trainables.encoding import EncodedData, encode
-from hpo.trainables.job import TrainJob
 from hpo.trainables.loop import StepPlan, train_model
-
-
-class RecordingSession:
-    """A TrialSession that keeps every report and a copy of every checkpoint."""
-
-    world_rank = 0
-    world_size = 1
-    device = torch.device("cpu")
-    checkpoints_ahead_of_tune = True
-
-    def __init__(self, keep_in: Path, restore_from: str | None = None) -> None:
-        self.keep_in = keep_in
-        self.restore_from = restore_from
-        self.reports: list[dict[str, Any]] = []
-        self.checkpoints: list[str] = []
-
-    def restored_checkpoint(self) -> contextlib.nullcontext[str | None]:
-        return contextlib.nullcontext(self.restore_from)
-
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
-        self.reports.append(metrics)
-        kept = self.keep_in / f"checkpoint_{len(self.reports)}"
-        shutil.copytree(checkpoint_dir, kept)
-        self.checkpoints.append(str(kept))
-
-
-@pytest.fixture(scope="module")
-def sst2_slice(tiny_model: str, data_dir: Path) -> EncodedData:
-    from transformers import AutoTokenizer
-
-    splits = load_splits(
-        DataConfig(
-            train=f"{data_dir}/sst2/train.csv",
-            validation=f"{data_dir}/sst2/validation.csv",
-            text="sentence",
-            label_names=["negative", "positive"],
-            max_train_samples=160,
-            max_eval_samples=48,
-        )
-    )
-    return encode(splits, AutoTokenizer.from_pretrained(tiny_model), max_length=64)
-
-
-def job_for(tiny_model: str, max_epochs: float = 2, evals_per_epoch: int = 2) -> TrainJob:
-    return TrainJob(
-        model_source=tiny_model,
-        offline=True,
-        metric="accuracy",
-        mode="max",
-        max_epochs=max_epochs,
-        train=TrainConfig(evals_per_epoch=evals_per_epoch),
-        threads=1,
-        use_gpu=False,
-        launcher="in_trial",
-        run_dir="/unused",
-    )
+from tests.trainables.recording import RecordingSession, job_for
 
 
 def test_step_plan() -> None:
@@ -178,3 +119,29 @@ def test_string_labels_reach_the_checkpoint_config(
     config = AutoConfig.from_pretrained(session.checkpoints[-1])
     assert config.id2label == dict(enumerate(["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]))
     assert np.isfinite(session.reports[-1]["mcc"])
+
+
+def test_a_trial_restored_from_another_trials_checkpoint_takes_its_own_hyperparameters(
+    tiny_model: str, sst2_slice: EncodedData, tmp_path: Path
+) -> None:
+    """PBT's exploit: a trial continues from another trial's checkpoint (its step, weights and
+    optimizer moments) with its own, perturbed, learning rate and weight decay, and its first
+    report names the trial it copied."""
+    job = job_for(tiny_model)
+    donor = RecordingSession(tmp_path / "donor")
+    train_model(Hyperparameters(learning_rate=1e-3, batch_size=16), job, sst2_slice, donor)
+
+    taker = RecordingSession(tmp_path / "taker", restore_from=donor.checkpoints[1])
+    taker.trial_id = "taker"
+    perturbed = Hyperparameters(learning_rate=2e-3, weight_decay=0.05, batch_size=16)
+    train_model(perturbed, job, sst2_slice, taker)
+
+    assert [r["step"] for r in taker.reports] == [15, 20]  # the donor's progress, continued
+    assert taker.reports[0]["parent"] == "recorded" and taker.reports[0]["parent_epoch"] == 1.0
+    assert "parent" not in taker.reports[1]
+    # linear decay over 20 steps from the taker's own rate: 2e-3 * 5/20 after step 15
+    assert taker.reports[0]["learning_rate"] == pytest.approx(5e-4)
+    assert donor.reports[2]["learning_rate"] == pytest.approx(2.5e-4)
+    state = torch.load(Path(taker.checkpoints[-1]) / "training_state.pt", weights_only=True)
+    assert state["trial_id"] == "taker"
+    assert state["optimizer"]["param_groups"][0]["weight_decay"] == 0.05
