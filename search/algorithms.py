@@ -60,9 +60,14 @@ class Algorithm:
 
 
 def _quiet_optuna() -> None:
+    """Optuna's progress logs, and its warnings that the multivariate and grouped TPE are
+    experimental (they have been since 2020), stay out of the sweep's output."""
+    import warnings
+
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 STUDY = "hpo"

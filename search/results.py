@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hpo.core.errors import UserError
-from hpo.core.rundir import SUMMARY, TRIALS, TRIALS_JSON
+from hpo.core.rundir import BEFORE_EXTEND, SUMMARY, TRIALS, TRIALS_JSON
 from hpo.core.storage import StorageDir
 from hpo.trainables.metrics import METRICS
 
@@ -274,6 +274,36 @@ def write_results(run: StorageDir, records: list[TrialRecord], summary: dict[str
     _write_trial_files(run, records, summary["metric"])
     run.write_text(SUMMARY, json.dumps(summary, indent=2, default=str) + "\n")
     run.push(TRIALS, TRIALS_JSON, SUMMARY)
+
+
+@dataclass(frozen=True)
+class BeforeExtend:
+    """The sweep that `hpo extend` continues: its trials and totals (none for a plain run)."""
+
+    records: list[TrialRecord] = field(default_factory=list)
+    wall_s: float = 0.0
+    extensions: list[dict[str, Any]] = field(default_factory=list)
+
+    def facts(self, added: int) -> dict[str, Any]:
+        """summary.json's account of every extension, this one's trials included."""
+        if not self.records:
+            return {}
+        last = {**self.extensions[-1], "trials_added": added}
+        return {"extensions": [*self.extensions[:-1], last]}
+
+
+def read_before_extend(run: StorageDir) -> BeforeExtend:
+    """What `hpo extend` left of the sweep it continues (empty for a run never extended)."""
+    run.pull(BEFORE_EXTEND)
+    path = run.local / BEFORE_EXTEND
+    if not path.is_file():
+        return BeforeExtend()
+    saved = json.loads(path.read_text())
+    return BeforeExtend(
+        records=[TrialRecord(**t) for t in saved["trials"]],
+        wall_s=saved["wall_s"],
+        extensions=saved["extensions"],
+    )
 
 
 def _read_json(run: StorageDir, name: str) -> Any | None:

@@ -36,10 +36,10 @@ from hpo.search.ray_setup import (
 )
 from hpo.search.results import (
     Objective,
-    TrialRecord,
     TrialSnapshot,
     build_summary,
     make_record,
+    read_before_extend,
     read_summary,
     read_trials,
     samples_trained,
@@ -252,35 +252,6 @@ def _run_facts(experiment: _Experiment) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class _BeforeExtend:
-    """The sweep that `hpo extend` continues: its trials and totals (none for a plain run)."""
-
-    records: list[TrialRecord] = field(default_factory=list)
-    wall_s: float = 0.0
-    extensions: list[dict[str, Any]] = field(default_factory=list)
-
-    def facts(self, added: int) -> dict[str, Any]:
-        """summary.json's account of every extension, this one's trials included."""
-        if not self.records:
-            return {}
-        last = {**self.extensions[-1], "trials_added": added}
-        return {"extensions": [*self.extensions[:-1], last]}
-
-
-def _before_extend(run: StorageDir) -> _BeforeExtend:
-    run.pull(BEFORE_EXTEND)
-    path = run.local / BEFORE_EXTEND
-    if not path.is_file():
-        return _BeforeExtend()
-    saved = json.loads(path.read_text())
-    return _BeforeExtend(
-        records=[TrialRecord(**t) for t in saved["trials"]],
-        wall_s=saved["wall_s"],
-        extensions=saved["extensions"],
-    )
-
-
 def _finish(experiment: _Experiment, results: Any, wall_s: float) -> dict[str, Any]:
     """Writes the run's results: trials.csv/json while trials are left (and raises
     SweepInterrupted), else those and summary.json; returns the summary."""
@@ -294,7 +265,7 @@ def _finish(experiment: _Experiment, results: Any, wall_s: float) -> dict[str, A
     budget = experiment.budget_samples
     budget_spent = budget is not None and samples_trained(final) >= budget
     on_disk = [] if budget_spent else snapshots_on_disk(run)
-    before = _before_extend(run)
+    before = read_before_extend(run)
     if not budget_spent and _interrupted(sweep, on_disk, len(results), wall_s):
         records = [make_record(s, objective, sweep_over=False) for s in on_disk]
         write_trials(run, before.records + records, sweep.metric)
@@ -532,7 +503,11 @@ def extend_sweep(
             "extend a sweep of tpe, gp or random, or start a new sweep"
         )
     prior, left_out = past_trials(trials, sweep.space)
-    extensions = _before_extend(run).extensions
+    prepared = prepare(sweep)
+    embedded = connect_ray(
+        target or RayTarget(), num_cpus=cpus_needed(sweep), offline=prepared.offline
+    )
+    extensions = read_before_extend(run).extensions
     extension = {"trials_before": len(trials), "prior": len(prior), "left_out": left_out}
     run.write_text(
         BEFORE_EXTEND,
@@ -542,6 +517,9 @@ def extend_sweep(
         ),
     )
     run.push(BEFORE_EXTEND)
+    # running again: status follows the new trials, and an interrupted extension is resumed
+    (run.local / SUMMARY).unlink(missing_ok=True)
+    run.remove_files(SUMMARY)
     run.pull(TENSORBOARD, CURVE)
     points = read_curve(run.local / CURVE)
     curve = {
@@ -553,9 +531,5 @@ def extend_sweep(
         },
         "trial_best": {},
     }
-    prepared = prepare(sweep)
-    embedded = connect_ray(
-        target or RayTarget(), num_cpus=cpus_needed(sweep), offline=prepared.offline
-    )
     console.print(f"extending [bold]{sweep.name}[/] in {run}: {add_trials} more trials")
     return _run_in(sweep, prepared, run, Start(prior=prior, curve=curve), embedded, console)

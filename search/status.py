@@ -12,7 +12,14 @@ from rich.text import Text
 
 from hpo.core.rundir import SUMMARY
 from hpo.core.storage import StorageDir
-from hpo.search.results import Objective, TrialRecord, best_trial, make_record, read_trials
+from hpo.search.results import (
+    Objective,
+    TrialRecord,
+    best_trial,
+    make_record,
+    read_before_extend,
+    read_trials,
+)
 from hpo.search.sweep import Sweep
 from hpo.search.sweepfile import load_run_sweep
 from hpo.search.tune_results import snapshots_on_disk
@@ -34,7 +41,10 @@ def _format(value: object) -> str:
     return str(value)
 
 
-def status_table(sweep: Sweep, records: list[TrialRecord], sweep_over: bool) -> RenderableType:
+def status_table(
+    sweep: Sweep, records: list[TrialRecord], sweep_over: bool, earlier: int = 0
+) -> RenderableType:
+    """The trials as a table under a headline; `earlier`: trials from before `hpo extend`."""
     hyperparameters = sorted({key for record in records for key in record.config})
     table = Table(title=None, show_lines=False)
     for column in ("trial", "state", "epoch", f"best {sweep.metric}", "at epoch"):
@@ -55,7 +65,8 @@ def status_table(sweep: Sweep, records: list[TrialRecord], sweep_over: bool) -> 
         )
     states = [r.state for r in records]
     counts = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states)))
-    headline = f"[bold]{sweep.name}[/]: {len(records)}/{sweep.num_trials()} trials ({counts})"
+    expected = earlier + sweep.num_trials()
+    headline = f"[bold]{sweep.name}[/]: {len(records)}/{expected} trials ({counts})"
     if best is not None:
         headline += f"; best {sweep.metric} {best.best_metric:.4f} by {best.trial_id}"
     headline += "; finished" if sweep_over else ""
@@ -68,15 +79,18 @@ def _over(run: StorageDir) -> bool:
 
 
 def _snapshot(run: StorageDir, sweep: Sweep) -> RenderableType:
+    earlier = len(read_before_extend(run).records)
     if _over(run):
-        return status_table(sweep, [TrialRecord(**t) for t in read_trials(run)], sweep_over=True)
+        records = [TrialRecord(**t) for t in read_trials(run)]
+        return status_table(sweep, records, sweep_over=True, earlier=earlier)
     objective = Objective(sweep.metric, sweep.mode, sweep.scheduler.max_epochs)
     try:
         on_disk = snapshots_on_disk(run)
     except ValueError:  # Tune has not written its first experiment snapshot yet
         return Text(f"{sweep.name}: waiting for the first trial to start...")
-    records = [make_record(s, objective, sweep_over=False) for s in on_disk]
-    return status_table(sweep, records, sweep_over=False)
+    before = read_before_extend(run).records  # an extension shows the trials it goes on from
+    records = before + [make_record(s, objective, sweep_over=False) for s in on_disk]
+    return status_table(sweep, records, sweep_over=False, earlier=earlier)
 
 
 def show_status(run: StorageDir, *, console: Console, watch: bool, interval: float) -> None:

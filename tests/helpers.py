@@ -199,11 +199,15 @@ def local_s3_server(bucket: str) -> Iterator[dict[str, str]]:
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
+        # moto imports boto3, Flask and its models first: minutes on a busy 2-core machine
+        deadline = time.monotonic() + 300
+        while True:
             try:
-                requests.get(endpoint, timeout=2)
+                requests.get(endpoint, timeout=5)
                 break
             except requests.ConnectionError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto's S3 server did not start on {endpoint}") from None
                 time.sleep(0.5)
         s3_filesystem(endpoint, allow_bucket_creation=True).create_dir(bucket)
         yield {"AWS_ENDPOINT_URL": endpoint, **S3_KEYS}

@@ -368,6 +368,13 @@ def test_extend_adds_trials_that_start_from_the_past_ones(
     assert json.loads((run / "before_extend.json").read_text())["trials"][0]["trial_id"] in set(
         before.trial_id
     )
+    from rich.console import Console
+
+    from hpo.search.status import show_status
+
+    console = Console(record=True, width=200)
+    show_status(StorageDir.at(str(run)), console=console, watch=False, interval=0)
+    assert "4/4 trials (4 completed)" in console.export_text()
 
 
 def test_warm_start_hands_another_runs_fitting_trials_to_the_searcher(
