@@ -121,15 +121,18 @@ def arm_sweep(
         space = as_grid(space, sweep.compare.grid_points)
     scheduler = _scheduler(sweep, arm.scheduler)
     full_trials = budget / (train_examples * scheduler.max_epochs)
+    num_samples = _num_samples(sweep, arm, scheduler, budget, train_examples)
     search = sweep.search.model_copy(
         update={
             "algorithm": arm.algorithm,
             "seed": arm.seed,
-            "num_samples": _num_samples(sweep, arm, scheduler, budget, train_examples),
+            "num_samples": num_samples,
             "n_startup_trials": sweep.search.n_startup_trials or max(2, int(full_trials) // 4),
             "time_budget_s": None,
         }
     )
+    if isinstance(scheduler, PbtConfig):  # its population trains side by side
+        search = search.model_copy(update={"max_concurrent": num_samples})
     candidate = sweep.model_copy(
         update={
             "name": arm.name,

@@ -217,6 +217,12 @@ class Sweep(StrictModel):
                 "scheduler pbt: a trial takes over another's checkpoint in its own process; "
                 "use train.workers: 1 and launcher auto or in_trial"
             )
+        if self.search.max_concurrent < self.search.trials_requested():
+            raise ValueError(
+                "scheduler pbt: the population trains side by side (a trial waiting to start "
+                "takes no part in the copies); set search.max_concurrent to num_samples "
+                f"({self.search.trials_requested()})"
+            )
         mutated = pbt.mutated(self.space)
         if not mutated:
             raise ValueError(

@@ -88,6 +88,7 @@ def test_pbt_runs_as_a_random_arm_whose_population_trains_the_budget(tmp_path: P
     pbt = arm_sweep(sweep, arms[-1], 3 * TRAIN, TRAIN, StorageDir.at(tmp_path / "arms"))
     assert pbt.scheduler.name == "pbt" and pbt.scheduler.max_epochs == 1
     assert pbt.search.num_samples == 3  # three full trials: the budget of three epochs
+    assert pbt.search.max_concurrent == 3  # side by side
     with pytest.raises(UserError, match="pbt runs with random search only"):
         compare_sweep(tmp_path, compare={"algorithms": ["tpe"], "schedulers": ["pbt"]})
 

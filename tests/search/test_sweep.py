@@ -72,6 +72,13 @@ def test_mode_follows_the_metric() -> None:
             "scheduler.perturbation_interval: 0.3 epochs must be a whole number of evaluations",
         ),
         (
+            {
+                "scheduler": {"name": "pbt", "max_epochs": 2},
+                "search": {"algorithm": "random", "num_samples": 4},
+            },
+            "scheduler pbt: the population trains side by side",
+        ),
+        (
             {"scheduler": {"name": "pbt", "max_epochs": 2}, "train": {"workers": 2}},
             "scheduler pbt: a trial takes over another's checkpoint in its own process",
         ),
