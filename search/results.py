@@ -131,7 +131,7 @@ def make_record(snapshot: TrialSnapshot, objective: Objective, *, sweep_over: bo
         ]
         record.samples_per_s = round(statistics.mean(speeds), 2) if speeds else None
         record.lineage = ";".join(  # rows from a data frame: NaN where a report had no parent
-            f"{row['parent']}@{row['parent_epoch']:g}"
+            f"{row['parent']}@{row['parent_epoch']:.3g}"
             for row in snapshot.rows
             if isinstance(row.get("parent"), str)
         )

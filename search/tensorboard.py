@@ -161,7 +161,7 @@ class TensorBoardWriter:
             changed = ", ".join(f"{key} = {config.get(key)}" for key in self.layout.tracked)
             writer.add_text(
                 "pbt/lineage",
-                f"at epoch {result['parent_epoch']:g} took over trial {result['parent']}'s "
+                f"at epoch {result['parent_epoch']:.3g} took over trial {result['parent']}'s "
                 f"checkpoint and went on with {changed}",
                 step,
             )
