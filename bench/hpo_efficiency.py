@@ -136,7 +136,7 @@ def main() -> None:
         ratio=round(fraction, 3),
         figures=figures,
         summary=f"{best['algorithm']}+{best['scheduler']} {best['mean_best']:.4f} vs grid "
-        f"{grid['mean_best']:.4f} ({gap:+.2f} points behind) on {fraction:.2f}x grid's samples "
+        f"{grid['mean_best']:.4f} ({gap:.2f} points behind) on {fraction:.2f}x grid's samples "
         f"(mean of {args.seeds} seeds)",
     )
 
