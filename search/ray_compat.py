@@ -104,8 +104,9 @@ def population_based_training(
     *, seed: int, max_reports: int | None = None, **settings: Any
 ) -> TrialScheduler:
     """Ray's PopulationBasedTraining, synchronous (every trial reaches a perturbation point
-    before any is copied), with its random choices drawn from a generator seeded with `seed`:
-    the same sweep makes the same copies and perturbations. A trial's last report
+    before any is copied), with its random choices drawn from a generator seeded with `seed`
+    (Ray still skips a copy whose donor's checkpoint is being saved, as timing has it). A
+    trial's last report
     (`max_reports`) is no perturbation point: it would pause every trial only to end it.
     `settings`: PBT's own arguments."""
     import random

@@ -189,8 +189,8 @@ plan), the seed, the strategy or a shape (lora_r, freeze_layers)."""
 class PbtConfig(_Scheduler):
     """Population Based Training (Jaderberg et al. 2017): every `perturbation_interval` epochs
     the trials in the bottom quantile copy the checkpoint of one in the top quantile and go on
-    with its hyperparameters perturbed. Synchronous, and seeded: the same sweep makes the same
-    copies."""
+    with its hyperparameters perturbed. Synchronous, its random choices seeded (a copy whose
+    donor's checkpoint is still being saved is skipped: that depends on timing)."""
 
     name: Literal["pbt"]
     summary = "Population Based Training: the worst trials copy the best ones and perturb them"
