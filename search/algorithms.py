@@ -29,12 +29,20 @@ class SearchSettings:
     space: dict[str, Dimension] = field(default_factory=dict)
     prior: list[PastTrial] = field(default_factory=list)
     """Finished trials the searcher starts from (`hpo extend`, `warm_start`)."""
+    costs: tuple[str, ...] = ()
+    """Serving costs minimised next to `metric`: a multi-objective search."""
 
     @property
     def conditional(self) -> bool:
         """The space has keys that only some strategies use: the searcher owns the space
         (define-by-run) and Tune's `param_space` stays empty."""
         return is_conditional(self.space)
+
+    @property
+    def owns_space(self) -> bool:
+        """Whether an Optuna searcher takes the space itself (define-by-run): for a conditional
+        space, and for several objectives, which Tune cannot hand over with the space."""
+        return self.conditional or bool(self.costs)
 
 
 @dataclass(frozen=True)
@@ -80,14 +88,13 @@ def _optuna(settings: SearchSettings, sampler: Any) -> Searcher:
 
     _quiet_optuna()
     study = {"storage": _study_with(settings), "study_name": STUDY} if settings.prior else {}
-    if not settings.conditional:
+    if not settings.owns_space:  # Tune hands the objective over with the space
         return OptunaSearch(sampler=sampler, **study)
+    metric, mode = settings.metric, settings.mode
+    if settings.costs:  # Optuna's samplers keep a Pareto front of several objectives
+        metric, mode = [metric, *settings.costs], [mode, *["min"] * len(settings.costs)]
     return OptunaSearch(
-        space=DefineByRun(settings.space),
-        metric=settings.metric,
-        mode=settings.mode,
-        sampler=sampler,
-        **study,
+        space=DefineByRun(settings.space), metric=metric, mode=mode, sampler=sampler, **study
     )
 
 
@@ -107,8 +114,8 @@ def _study_with(settings: SearchSettings) -> Any:
 
 def _random(settings: SearchSettings) -> Searcher:
     """Tune's own random sampling; Optuna's for a conditional space, which Tune cannot skip
-    keys in."""
-    if settings.conditional:
+    keys in, and for several objectives (its study keeps their front)."""
+    if settings.conditional or settings.costs:
         from optuna.samplers import RandomSampler
 
         return _optuna(settings, RandomSampler(seed=settings.seed))

@@ -236,10 +236,13 @@ def trials_study(trials: list[dict[str, Any]], space: dict[str, Dimension], mode
 
 def importances(study: Any) -> dict[str, float]:
     """fANOVA importance of each searched hyperparameter, most important first (empty with
-    under 2 trials or nothing searched). It fits a random forest: compute it once per study."""
+    under 2 trials, nothing searched, or every trial scoring the same: no variance to share
+    out). It fits a random forest: compute it once per study."""
     import optuna
 
     if len(study.trials) < 2 or not study.trials[0].params:
+        return {}
+    if len({trial.value for trial in study.trials}) < 2:
         return {}
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))

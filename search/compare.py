@@ -71,6 +71,11 @@ def plan_arms(sweep: Sweep) -> list[Arm]:
     """Seeds outermost, so that a comparison cut short still has every algorithm at seed 0,
     and machine noise spreads evenly over the algorithms. PBT evolves a population that random
     search samples: it runs with random only."""
+    if sweep.costs:
+        raise UserError(
+            f"hpo compare ranks arms on one metric; this sweep has several "
+            f"({', '.join(name for name, _ in sweep.objectives)}): write metric: {sweep.metric}"
+        )
     schedulers = sweep.compare.schedulers or [sweep.scheduler.name]
     return [
         Arm(algorithm, scheduler, seed)

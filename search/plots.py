@@ -96,3 +96,41 @@ def plot_parallel_coordinates(study: Any, path: Path) -> None:
     ax.figure.set_size_inches(11, 5)
     ax.figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(ax.figure)
+
+
+def plot_front(
+    trials: list[tuple[str, float, float]],
+    front: list[str],
+    chosen: str | None,
+    path: Path,
+    *,
+    cost: str,
+    metric: str,
+) -> None:
+    """Every trial's metric against one serving cost (`trials`: id, cost, metric): the Pareto
+    front as a line, dominated trials grey, the deployed point circled."""
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    by_id = {trial_id: (x, y) for trial_id, x, y in trials}
+    others = [by_id[t] for t in by_id if t not in front]
+    if others:
+        ax.scatter(*zip(*others, strict=True), color="#BBBBBB", label="dominated")
+    line = sorted(by_id[t] for t in front)
+    ax.plot(*zip(*line, strict=True), "o-", color="#4C72B0", label="Pareto front")
+    if chosen in by_id:
+        ax.scatter(
+            *by_id[chosen],
+            s=220,
+            facecolors="none",
+            edgecolors="#C44E52",
+            linewidths=2,
+            label=f"deployed ({chosen})",
+        )
+    ax.set_xlabel(cost)
+    ax.set_ylabel(f"best validation {metric}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
+    ax.set_title(f"{metric} against {cost}: {len(front)} of {len(by_id)} trials on the front")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

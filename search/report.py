@@ -44,7 +44,13 @@ from hpo.search.analysis import (
     verdict,
 )
 from hpo.search.compute import read_curve
-from hpo.search.plots import plot_curves, plot_importance, plot_parallel_coordinates, seed_band
+from hpo.search.plots import (
+    plot_curves,
+    plot_front,
+    plot_importance,
+    plot_parallel_coordinates,
+    seed_band,
+)
 from hpo.search.results import read_summary, read_trials
 from hpo.search.sweepfile import load_run_sweep, load_sweep
 from hpo.search.tensorboard import curve_tags
@@ -320,6 +326,43 @@ def _strategy_section(rows: list[StrategyRow], metric: str) -> list[str]:
     return [*lines, ""]
 
 
+def _front_section(
+    summary: dict[str, Any], trials: list[dict[str, Any]], directory: Path
+) -> list[str]:
+    """A multi-objective sweep's front: a plot per serving cost and the front's table."""
+    metric, selection = summary["metric"], summary["selection"]
+    names = [objective["metric"] for objective in summary["objectives"]]
+    front = [point["trial_id"] for point in summary["pareto_front"]]
+    lines = [
+        "## Accuracy against serving cost",
+        "",
+        f"{len(front)} of {summary['num_trials']} trials are on the Pareto front of "
+        f"{', '.join(names)}. Deployed ({selection['rule']}): {selection['reason']}.",
+        "",
+    ]
+    for cost in names[1:]:
+        points = [
+            (t["trial_id"], t["best_metrics"][cost], t["best_metric"])
+            for t in trials
+            if cost in t["best_metrics"] and t["best_metric"] is not None
+        ]
+        picture = f"front_{cost}.png"
+        plot_front(
+            points, front, selection["trial_id"], directory / picture, cost=cost, metric=metric
+        )
+        lines += [f"![{picture}]({picture})", ""]
+    lines += [
+        f"| trial | {' | '.join(names)} | config |",
+        "|---|" + "---|" * len(names) + "---|",
+    ]
+    for point in summary["pareto_front"]:
+        trial = point["trial_id"]
+        values = " | ".join(f"{point[name]:.4g}" for name in names)
+        deployed = " (deployed)" if trial == selection["trial_id"] else ""
+        lines.append(f"| {trial}{deployed} | {values} | `{json.dumps(point['config'])}` |")
+    return [*lines, ""]
+
+
 def _run_markdown(summary: dict[str, Any], curve_pictures: list[str], sections: list[str]) -> str:
     metric, best = summary["metric"], summary["best"]
     lines = [
@@ -363,6 +406,8 @@ def write_run_report(run: StorageDir) -> Path:
         curve_pictures.append(RUN_CURVE_PLOT)
     trials = read_trials(run)
     sections = []
+    if "pareto_front" in summary:
+        sections += _front_section(summary, trials, directory)
     if "strategy" in sweep.space or sweep.train.strategy is not None:
         rows = strategy_rows(trials, sweep.train.strategy or "full", summary["mode"])
         sections += _strategy_section(rows, summary["metric"])

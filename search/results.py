@@ -20,7 +20,7 @@ from typing import Any
 from hpo.core.errors import UserError
 from hpo.core.rundir import BEFORE_EXTEND, SUMMARY, TRIALS, TRIALS_JSON
 from hpo.core.storage import StorageDir
-from hpo.trainables.metrics import METRICS
+from hpo.trainables.metrics import COSTS, METRICS
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def make_record(snapshot: TrialSnapshot, objective: Objective, *, sweep_over: bo
     if best is not None:
         record.best_metric = float(best[objective.metric])
         record.best_epoch = float(best.get("epoch", 0.0))
-        record.best_metrics = {m: float(best[m]) for m in METRICS if m in best}
+        record.best_metrics = {m: float(best[m]) for m in METRICS + COSTS if has_value(best.get(m))}
         record.best_checkpoint = snapshot.checkpoints.get(best.get("training_iteration"))
     return record
 
@@ -166,6 +166,20 @@ def _epoch_number(epoch: float) -> float | int:
     return int(epoch) if float(epoch).is_integer() else round(epoch, 4)
 
 
+def best_entry(record: TrialRecord | None) -> dict[str, Any] | None:
+    """summary.json's `best`: the trial deployed, at its best evaluation."""
+    if record is None:
+        return None
+    return {
+        "metric": record.best_metric,
+        "metrics": record.best_metrics,
+        "config": record.config,
+        "checkpoint": record.best_checkpoint,
+        "trial_id": record.trial_id,
+        "epoch": _epoch_number(record.best_epoch or 0.0),
+    }
+
+
 def build_summary(
     records: list[TrialRecord],
     *,
@@ -177,21 +191,11 @@ def build_summary(
     extra: dict[str, Any],
 ) -> dict[str, Any]:
     """summary.json: the best trial and the run's totals."""
-    best = best_trial(records, objective.mode)
     states = [r.state for r in records]
     samples = sum(r.samples for r in records)
     return {
         "name": name,
-        "best": None
-        if best is None
-        else {
-            "metric": best.best_metric,
-            "metrics": best.best_metrics,
-            "config": best.config,
-            "checkpoint": best.best_checkpoint,
-            "trial_id": best.trial_id,
-            "epoch": _epoch_number(best.best_epoch or 0.0),
-        },
+        "best": best_entry(best_trial(records, objective.mode)),
         "metric": objective.metric,
         "mode": objective.mode,
         "algorithm": algorithm,
@@ -212,6 +216,7 @@ def build_summary(
 def trials_csv(records: list[TrialRecord], metric: str) -> str:
     """trials.csv: a row per trial, its hyperparameters as `config.<name>` columns."""
     hyperparameters = sorted({key for record in records for key in record.config})
+    measured = METRICS + tuple(c for c in COSTS if any(c in r.best_metrics for r in records))
     columns = [
         "trial_id",
         "state",
@@ -221,7 +226,7 @@ def trials_csv(records: list[TrialRecord], metric: str) -> str:
         "samples",
         f"best_{metric}",
         "best_epoch",
-        *(f"best.{m}" for m in METRICS),
+        *(f"best.{m}" for m in measured),
         "time_s",
         "trainable_params",
         "samples_per_s",
@@ -244,7 +249,7 @@ def trials_csv(records: list[TrialRecord], metric: str) -> str:
                 r.samples,
                 "" if r.best_metric is None else r.best_metric,
                 "" if r.best_epoch is None else round(r.best_epoch, 4),
-                *(r.best_metrics.get(m, "") for m in METRICS),
+                *(r.best_metrics.get(m, "") for m in measured),
                 round(r.time_s, 1),
                 "" if r.trainable_params is None else r.trainable_params,
                 "" if r.samples_per_s is None else r.samples_per_s,

@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray import tune
@@ -26,6 +26,7 @@ from hpo.core.storage import StorageDir, check_bucket
 from hpo.search.algorithms import SearchSettings
 from hpo.search.callbacks import ConsoleProgress, DiskGuard, SampleBudget, TensorBoardCallback
 from hpo.search.compute import read_curve
+from hpo.search.pareto import front_summary
 from hpo.search.prepare import Prepared, prepare
 from hpo.search.ray_setup import (
     RayTarget,
@@ -47,13 +48,17 @@ from hpo.search.results import (
     write_trials,
 )
 from hpo.search.schedulers import PbtConfig, SchedulerInputs
-from hpo.search.space import PastTrial, is_conditional, past_trials, to_tune_space
+from hpo.search.space import PastTrial, past_trials, to_tune_space
 from hpo.search.sweep import Sweep
 from hpo.search.sweepfile import load_run_sweep, load_sweep, sweep_to_yaml
 from hpo.search.tensorboard import TensorBoardLayout
 from hpo.search.tune_results import snapshots, snapshots_on_disk
+from hpo.trainables.costs import ServingProbe
 from hpo.trainables.job import TrainJob
 from hpo.trainables.trainable import make_trainable
+
+if TYPE_CHECKING:
+    from hpo.serve.config import ServeConfig
 
 NO_SPACE = os.strerror(errno.ENOSPC)  # "No space left on device", in a trial's error
 
@@ -84,6 +89,16 @@ def make_job(sweep: Sweep, prepared: Prepared, run: StorageDir, embedded: bool) 
         launcher=launcher,
         run_dir=run.location,
         max_failures=sweep.search.max_failures,
+        serving=serving_probe(sweep.serve) if sweep.costs else None,
+    )
+
+
+def serving_probe(serve: ServeConfig) -> ServingProbe:
+    """How each trial measures its serving costs: as the `serve:` section will run it."""
+    return ServingProbe(
+        threads=max(1, int(serve.cpus_per_replica)),
+        batch_size=serve.max_batch_size,
+        runtime=serve.runtime,
     )
 
 
@@ -98,6 +113,7 @@ def tune_config(sweep: Sweep, prior: list[PastTrial] | None = None) -> Any:
         mode=sweep.mode,
         space=sweep.space,
         prior=prior or [],
+        costs=sweep.costs,
     )
     inputs = SchedulerInputs(
         evals_per_epoch=sweep.train.evals_per_epoch,
@@ -154,8 +170,8 @@ def tracked_hyperparameters(sweep: Sweep) -> tuple[str, ...]:
 
 
 def param_space(sweep: Sweep) -> dict[str, Any]:
-    """Tune's `param_space`: the space, or nothing when the searcher owns a conditional one."""
-    if is_conditional(sweep.space):
+    """Tune's `param_space`: the space, or nothing when the searcher owns it."""
+    if sweep.searcher_owns_space:
         return {}
     return to_tune_space(sweep.space, grid_choices=sweep.algorithm.choices_as_grid)
 
@@ -290,6 +306,9 @@ def _finish(experiment: _Experiment, results: Any, wall_s: float) -> dict[str, A
         wall_s=before.wall_s + wall_s,
         extra={**_run_facts(experiment), **before.facts(len(added))},
     )
+    if sweep.costs:  # the front, and the point of it that serve.select deploys as `best`
+        rule = sweep.serve.select.model_dump(exclude_none=True) if sweep.serve.select else None
+        summary.update(front_summary(records, sweep.objectives, rule))
     write_results(run, records, summary)
     return summary
 
@@ -486,6 +505,11 @@ def extend_sweep(
         raise UserError(
             f"{run}: the sweep has not finished (no {SUMMARY}); finish it with "
             f"`hpo resume {run}`, then extend it"
+        )
+    if base.costs:
+        raise UserError(
+            f"{run}: a sweep of several metrics ({', '.join(n for n, _ in base.objectives)}) "
+            "cannot be extended yet; run a new sweep with more trials"
         )
     trials = read_trials(run)
     sets = [

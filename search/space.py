@@ -213,18 +213,19 @@ def is_conditional(space: dict[str, Dimension]) -> bool:
 
 @dataclass(frozen=True)
 class DefineByRun:
-    """A conditional space as an Optuna define-by-run function: `strategy` first, then the keys
-    of the strategy drawn, so a LoRA rank exists only in LoRA trials and the sampler never
-    models it for the others. Returns the constants (Ray's OptunaSearch adds them)."""
+    """The space as an Optuna define-by-run function: `strategy` first, then the keys of the
+    strategy drawn, so a LoRA rank exists only in LoRA trials and the sampler never models it
+    for the others (without `strategy`, every key). Returns the constants (Ray's OptunaSearch
+    adds them)."""
 
     space: dict[str, Dimension]
 
     def __call__(self, trial: Any) -> dict[str, Any]:
         unconditional = {n: d for n, d in self.space.items() if n not in CONDITIONAL}
         values = {name: _suggest(trial, name, dim) for name, dim in unconditional.items()}
-        strategy = values["strategy"]
+        strategy = values.get("strategy")
         for name, dim in self.space.items():
-            if CONDITIONAL.get(name) == strategy:
+            if name in CONDITIONAL and strategy in (None, CONDITIONAL[name]):
                 values[name] = _suggest(trial, name, dim)
         return {n: v for n, v in values.items() if not self.space[n].is_searched}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
@@ -23,10 +23,13 @@ from hpo.search.schedulers import (
 from hpo.search.space import DimensionField, check_space, is_conditional
 from hpo.serve.config import ServeConfig
 from hpo.trainables.config import CONDITIONAL, DataConfig, TrainConfig
-from hpo.trainables.metrics import METRICS
+from hpo.trainables.metrics import COSTS, METRICS
 
 AlgorithmName = Literal[tuple(ALGORITHMS)]  # type: ignore[valid-type]
 MetricName = Literal[tuple(METRICS)]  # type: ignore[valid-type]
+ObjectiveName = Literal[tuple(METRICS + COSTS)]  # type: ignore[valid-type]
+Mode = Literal["max", "min"]
+MULTI_OBJECTIVE_ALGORITHMS = ("tpe", "random", "grid")
 SchedulerName = Literal[tuple(SCHEDULERS)]  # type: ignore[valid-type]
 _EPOCHS = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*epochs?\s*$")
 
@@ -131,9 +134,17 @@ class Sweep(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Names the run dir.")
     model: str = Field(description="A short alias (minilm), a Hub id, or a local folder.")
     data: DataConfig
-    metric: MetricName = Field(default="accuracy", description="Validation metric to optimise.")
-    mode: Literal["max", "min"] | None = Field(
-        default=None, description="max or min; default: min for loss, max otherwise."
+    metric: MetricName | list[ObjectiveName] = Field(
+        default="accuracy",
+        description="Validation metric to optimise; or a list of objectives, the validation "
+        f"metric first, then what serving costs ({', '.join(COSTS)}): [accuracy, latency_ms] "
+        "searches the Pareto front of accuracy against latency. Once read, `metric` is the "
+        "validation metric and `costs` the rest.",
+    )
+    mode: Mode | list[Mode] | None = Field(
+        default=None,
+        description="max or min (a list, one per metric); default: min for loss and costs, "
+        "max otherwise.",
     )
     search: SearchConfig = SearchConfig()
     scheduler: SchedulerConfig = Field(
@@ -154,11 +165,28 @@ class Sweep(StrictModel):
         "value outside this space are left out.",
     )
 
+    _costs: tuple[str, ...] = PrivateAttr(default=())
     _kept_variables: dict[tuple, tuple[str, str]] = PrivateAttr(default_factory=dict)
     """Strings written with variables that saved copies keep as written (see sweepfile)."""
 
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _known_metric(cls, value: Any) -> Any:
+        """One message for a name that is neither a metric nor, in a list, a cost (instead of
+        one per member of the field's union)."""
+        names = value if isinstance(value, list) else [value]
+        allowed = METRICS + COSTS if isinstance(value, list) else METRICS
+        unknown = [name for name in names if name not in allowed]
+        if unknown:
+            raise ValueError(
+                f"Input should be one of {', '.join(METRICS)}, or a list of one of them and "
+                f"{', '.join(COSTS)} ([accuracy, latency_ms]); got {unknown[0]!r}"
+            )
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Sweep:
+        self._split_objectives()
         expected = "min" if self.metric == "loss" else "max"
         if self.mode is None:
             object.__setattr__(self, "mode", expected)
@@ -201,7 +229,79 @@ class Sweep(StrictModel):
             )
         if isinstance(self.scheduler, PbtConfig):
             self._check_pbt(self.scheduler)
+        self._check_multi_objective()
         return self
+
+    def _split_objectives(self) -> None:
+        """`metric: [accuracy, latency_ms]` becomes `metric: accuracy` (what schedulers,
+        checkpoints and the gate rank on) and `costs: (latency_ms,)`."""
+        if isinstance(self.metric, str):
+            if isinstance(self.mode, list):
+                raise ValueError("mode: a list of modes goes with a list of metrics")
+            return
+        first, *costs = self.metric
+        if first not in METRICS or not costs:
+            raise ValueError(
+                f"metric: list a validation metric ({', '.join(METRICS)}) first, then one or "
+                f"more of {', '.join(COSTS)}, e.g. [accuracy, latency_ms]"
+            )
+        extra = [name for name in costs if name not in COSTS]
+        if extra or len(set(costs)) < len(costs):
+            raise ValueError(
+                f"metric: after {first}, list what serving costs ({', '.join(COSTS)}), each "
+                f"once; not {', '.join(extra) or 'a repeat'}"
+            )
+        modes = self.mode if isinstance(self.mode, list) else [self.mode] + ["min"] * len(costs)
+        if len(modes) != len(self.metric):
+            raise ValueError(f"mode: give one per metric ({len(self.metric)}), e.g. [max, min]")
+        for name, mode in zip(costs, modes[1:], strict=True):
+            if mode != "min":
+                raise ValueError(f"mode: {name} is a cost, minimised; write min for it")
+        object.__setattr__(self, "metric", first)
+        object.__setattr__(self, "mode", modes[0])
+        self._costs = tuple(costs)
+
+    def _check_multi_objective(self) -> None:
+        """Costs are searched by a searcher that keeps a front (Optuna's multi-objective
+        samplers), trained without early stopping on the metric alone; `serve.select` needs
+        latency among them."""
+        if self.serve.select is not None and "latency_ms" not in self._costs:
+            raise ValueError(
+                f"serve.select: picks by latency; add it to the objectives: metric: "
+                f"[{self.metric}, latency_ms]"
+            )
+        if not self._costs:
+            return
+        if self.search.algorithm not in MULTI_OBJECTIVE_ALGORITHMS:
+            raise ValueError(
+                f"search.algorithm: {self.search.algorithm} optimises one metric; with several "
+                f"use {', '.join(MULTI_OBJECTIVE_ALGORITHMS)}"
+            )
+        if self.scheduler.name != "fifo":
+            raise ValueError(
+                f"scheduler: {self.scheduler.name} stops trials on {self.metric} alone, which "
+                "would cut the fast, less accurate end of the front; use fifo with several "
+                "metrics"
+            )
+        if self.warm_start is not None:
+            raise ValueError("warm_start: a sweep of several metrics starts from scratch")
+
+    @property
+    def costs(self) -> tuple[str, ...]:
+        """The serving costs minimised next to `metric` (empty for one metric)."""
+        return self._costs
+
+    @property
+    def searcher_owns_space(self) -> bool:
+        """Whether the searcher takes the space define-by-run and Tune's `param_space` stays
+        empty: a conditional space, or several objectives (Optuna's searchers)."""
+        owned = bool(self._costs) and self.search.algorithm != "grid"
+        return is_conditional(self.space) or owned
+
+    @property
+    def objectives(self) -> list[tuple[str, str]]:
+        """(name, mode) of every objective, `metric` first."""
+        return [(self.metric, self.mode), *((cost, "min") for cost in self._costs)]
 
     def _check_pbt(self, pbt: PbtConfig) -> None:
         """PBT needs a population sampled once, one process per trial, something to perturb,

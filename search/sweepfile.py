@@ -208,6 +208,9 @@ def sweep_to_yaml(sweep: Sweep) -> str:
     a string that used another variable is saved as written (unless it was changed since), and
     a literal `${` is written `$${`, so that loading the file gives the same sweep back."""
     tree = sweep.model_dump(mode="json", exclude={"space"})
+    if sweep.costs:  # written as the user wrote it: metric: [accuracy, latency_ms]
+        tree["metric"] = [name for name, _ in sweep.objectives]
+        tree["mode"] = [mode for _, mode in sweep.objectives]
     tree["space"] = {name: _dimension_to_yaml(dim) for name, dim in sweep.space.items()}
     tree = _escape_variables(tree)
     for path, (template, expanded) in sweep._kept_variables.items():

@@ -10,7 +10,10 @@ Layout of a log dir:
     trials/<trial_path>/<trial_id>/  one run per trial: `train/loss`, `train/learning_rate`,
                                      `train/samples_per_s`, `validation/<metric>` for every metric
                                      (step: the trial's own training samples); at its end
-                                     `final/<metric>` (its best evaluation); and HParams data: the
+                                     `final/<metric>` (its best evaluation); with serving costs
+                                     (`metric: [accuracy, latency_ms]`) `serving/<cost>` and
+                                     `final/<cost>`, which HParams' scatter plots set against
+                                     `final/accuracy`; and HParams data: the
                                      config plus labels such as the algorithm. Under PBT also
                                      `pbt/<hyperparameter>` (its value at each report) and the
                                      text `pbt/lineage` (each checkpoint it took over)
@@ -32,7 +35,7 @@ from hpo.core.rundir import CURVE, TENSORBOARD
 from hpo.core.storage import StorageDir
 from hpo.search.compute import CurvePoint, CurveTracker, append_point, keep_points
 from hpo.search.results import better
-from hpo.trainables.metrics import METRICS
+from hpo.trainables.metrics import COSTS, METRICS
 
 TRIALS_RUN = "trials"
 """The TensorBoard run (folder of the log dir) that holds one run per trial."""
@@ -42,6 +45,7 @@ TRIAL_SCALARS = {  # report key -> tag
     "train_samples_per_s": "train/samples_per_s",
     "epoch": "train/epoch",
     **{metric: f"validation/{metric}" for metric in METRICS},
+    **{cost: f"serving/{cost}" for cost in (*COSTS, "latency_batch_ms")},
 }
 
 
@@ -175,7 +179,8 @@ class TensorBoardWriter:
     def _remember_best(self, trial_id: str, result: dict[str, Any]) -> None:
         value, best = result[self.metric], self.trial_best.get(trial_id)
         if best is None or better(value, best[self.metric], self.mode):
-            self.trial_best[trial_id] = {m: float(result[m]) for m in METRICS if m in result}
+            kept = (*METRICS, *COSTS)  # a multi-objective sweep's every objective
+            self.trial_best[trial_id] = {m: float(result[m]) for m in kept if m in result}
 
     def _plot(self, point: CurvePoint) -> None:
         if self.layout.plot_until is not None and point.samples > self.layout.plot_until:

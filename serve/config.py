@@ -19,6 +19,30 @@ class GateConfig(StrictModel):
     )
 
 
+class SelectConfig(StrictModel):
+    """Which point of a multi-objective sweep's Pareto front (`metric: [accuracy, latency_ms]`)
+    is deployed; without it, the most accurate. Give one rule."""
+
+    fastest_within: float | None = Field(
+        default=None,
+        ge=0,
+        description="Deploy the fastest trial (latency_ms) whose metric is within this of the "
+        "best trial's: 0.01 is one accuracy point.",
+    )
+    max_latency_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description="Deploy the best trial whose latency_ms is at most this; the gate refuses "
+        "a candidate that serves slower on its own machine.",
+    )
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> SelectConfig:
+        if (self.fastest_within is None) == (self.max_latency_ms is None):
+            raise ValueError("give one of fastest_within and max_latency_ms")
+        return self
+
+
 class ServeConfig(StrictModel):
     """The `serve:` section: how the best model is deployed, batched, gated and protected."""
 
@@ -71,6 +95,11 @@ class ServeConfig(StrictModel):
         "and compares it with the live model like any other.",
     )
     gate: GateConfig = GateConfig()
+    select: SelectConfig | None = Field(
+        default=None,
+        description="Multi-objective sweeps: which Pareto-optimal trial to deploy "
+        "({fastest_within: 0.01} or {max_latency_ms: 20}); default: the most accurate.",
+    )
     smoke_test: list[str] = Field(
         default_factory=list,
         description="Texts sent to the service right after it deploys; answers are printed.",

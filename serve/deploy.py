@@ -24,7 +24,7 @@ from hpo.serve import gate
 from hpo.serve.app import build_app
 from hpo.serve.config import ServeConfig
 from hpo.serve.keys import api_key
-from hpo.serve.measure import checkpoint_sha256, metric_on_test_split
+from hpo.serve.measure import checkpoint_sha256, metric_on_test_split, served_latency_ms
 from hpo.trainables.config import DataConfig
 
 
@@ -100,6 +100,9 @@ def deploy(
         test_metric,
         tolerance=settings.gate.tolerance,
         serve=settings.model_dump(mode="json"),
+        latency_ms=lambda checkpoint: served_latency_ms(
+            checkpoint, test_data, settings.runtime, max(1, int(settings.cpus_per_replica))
+        ),
     )
     if live is None:
         raise UserError(f"{candidate.name}: nothing to serve: {decision.reason}")

@@ -24,7 +24,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from hpo.core.rundir import LEDGER
@@ -41,6 +41,9 @@ class Candidate:
         run_dir, trial_id, config: where the checkpoint came from, for the ledger and /info.
         metric, mode: the sweep's objective, which the gate compares on.
         validation_metric: the checkpoint's value of `metric` on the validation split.
+        select: the `serve.select` rule that picked it from a multi-objective sweep's front
+            ({"fastest_within": 0.01} or {"max_latency_ms": 20}); the gate judges it on
+            latency too.
     """
 
     name: str
@@ -51,6 +54,7 @@ class Candidate:
     run_dir: str
     trial_id: str
     config: dict[str, Any] = field(default_factory=dict)
+    select: dict[str, float] | None = None
 
 
 @dataclass
@@ -69,7 +73,10 @@ class Decision:
     config: dict[str, Any] = field(default_factory=dict)
     live_test_metric: float | None = None
     tolerance: float = 0.0
-    compared_on: str = "none"  # test | validation | none (no live model, or refused)
+    compared_on: str = "none"  # test | validation | latency_ms | none (no live model, refused)
+    selected_by: str | None = None  # the serve.select rule that picked the candidate
+    latency_ms: float | None = None  # its latency as served, measured by the gate
+    live_latency_ms: float | None = None
     serve: dict[str, Any] = field(default_factory=dict)  # the `serve:` settings it is served with
     time: float = field(default_factory=time.time)
 
@@ -216,6 +223,55 @@ def judge(
     return Judgement(True, compared, basis, live_test)
 
 
+SLOWER_MARGIN = 1.1
+"""A latency within 10% of the live model's counts as no slower: two measurements of the same
+model differ by a few percent."""
+
+
+@dataclass(frozen=True)
+class Latencies:
+    candidate: float
+    live: float | None
+
+
+def judge_selected(
+    candidate: Candidate,
+    accuracy: Judgement,
+    latencies: Latencies,
+    test_metric: float | None,
+    live: dict[str, Any] | None,
+    *,
+    tolerance: float,
+) -> Judgement:
+    """A candidate that `serve.select` picked, judged on the objective that picked it:
+    `max_latency_ms` is a limit its served latency must meet (then the metric is compared as
+    always); `fastest_within: d` compares latencies, the candidate no slower than the live
+    model and its metric within d (or the tolerance) of the live model's."""
+    rule, mine = candidate.select or {}, latencies.candidate
+    if "max_latency_ms" in rule:
+        limit = rule["max_latency_ms"]
+        if mine > limit:
+            return Judgement(
+                False,
+                f"serves in {mine:.2f} ms here, over serve.select max_latency_ms {limit:g}",
+                "latency_ms",
+                accuracy.live_test_metric,
+            )
+        return replace(accuracy, reason=f"serves in {mine:.2f} ms <= {limit:g}; {accuracy.reason}")
+    if live is None or latencies.live is None:
+        return accuracy
+    within = max(tolerance, rule["fastest_within"])
+    close = judge(candidate, test_metric, live, tolerance=within)
+    compared = f"latency {mine:.2f} ms vs live {latencies.live:.2f} ms"
+    if not close.promote:
+        return replace(close, reason=f"{close.reason} (fastest_within {within:g}); {compared}")
+    if mine > latencies.live * SLOWER_MARGIN:
+        return Judgement(
+            False, f"slower than the live model: {compared}", "latency_ms", close.live_test_metric
+        )
+    return Judgement(True, f"{compared}; {close.reason}", "latency_ms", close.live_test_metric)
+
+
 def _runtime(serve: dict[str, Any] | None) -> str:
     return (serve or {}).get("runtime", "torch")
 
@@ -230,6 +286,10 @@ def _same_model(live: dict[str, Any] | None, sha256: str, serve: dict[str, Any])
     )
 
 
+def _rule_text(rule: dict[str, float] | None) -> str | None:
+    return None if not rule else ", ".join(f"{key}: {value:g}" for key, value in rule.items())
+
+
 def decide_and_append(
     storage: StorageDir,
     candidate: Candidate,
@@ -238,12 +298,16 @@ def decide_and_append(
     *,
     tolerance: float,
     serve: dict[str, Any],
+    latency_ms: Callable[[str], float] | None = None,
 ) -> tuple[Decision, dict[str, Any]]:
     """Judges a candidate against the live model of its name and records the decision;
     returns it and the live model afterwards. `test_metric` is called only when the candidate
-    is not the live model already, before the lock is taken (it takes seconds)."""
+    is not the live model already, before the lock is taken (it takes seconds). A candidate
+    that `serve.select` picked is also timed, with the live model, by `latency_ms` (a
+    checkpoint's served latency), in the lock: the two are measured side by side."""
     live = (promoted_stack(storage, candidate.name) or [None])[-1]
     unchanged = _same_model(live, sha256, serve)
+    latencies: Latencies | None = None
     measured = None if unchanged else test_metric()
     with locked(storage):
         live = (promoted_stack(storage, candidate.name) or [None])[-1]  # again, in the lock
@@ -256,6 +320,14 @@ def decide_and_append(
             if unchanged:  # another deploy replaced it meanwhile: this one needs its metric
                 measured = test_metric()
             verdict = judge(candidate, measured, live, tolerance=tolerance)
+            if candidate.select and latency_ms is not None:
+                latencies = Latencies(
+                    latency_ms(candidate.checkpoint),
+                    None if live is None else latency_ms(live["checkpoint"]),
+                )
+                verdict = judge_selected(
+                    candidate, verdict, latencies, measured, live, tolerance=tolerance
+                )
             decision_name = "promoted" if verdict.promote else "rejected"
         decision = Decision(
             name=candidate.name,
@@ -274,6 +346,11 @@ def decide_and_append(
             tolerance=tolerance,
             compared_on=verdict.compared_on,
             serve=serve,
+            selected_by=_rule_text(candidate.select),
+            latency_ms=None if latencies is None else round(latencies.candidate, 3),
+            live_latency_ms=None
+            if latencies is None or latencies.live is None
+            else round(latencies.live, 3),
         )
         append(storage, decision)
         live = promoted_stack(storage, candidate.name)[-1:] or [None]

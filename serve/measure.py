@@ -1,9 +1,12 @@
 """What the promotion gate measures of a candidate checkpoint: its weights' sha256 (which
-model is live) and its metric on the test split (whether it may replace the live one)."""
+model is live), its metric on the test split (whether it may replace the live one) and, for a
+candidate picked by latency (`serve.select`), how fast it answers as served."""
 
 from __future__ import annotations
 
 import hashlib
+import statistics
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +50,25 @@ def metric_on_test_split(
             probabilities[index] = [prediction.probabilities[label] for label in classifier.labels]
     metrics = compute_metrics(np.log(np.clip(probabilities, 1e-12, 1.0)), examples.labels)
     return metrics[metric]
+
+
+def served_latency_ms(
+    checkpoint: str, data: DataConfig, runtime: str, threads: int, repeats: int = 30
+) -> float:
+    """The median time of one-text predictions (tokenization included) of a checkpoint, run
+    as the service runs it, on texts of the test split (else the validation split)."""
+    classifier = TextClassifier(checkpoint, device="cpu", threads=threads, runtime=runtime)
+    examples = load_test_split(data, classifier.labels)
+    if examples is None:
+        examples = load_test_split(
+            data.model_copy(update={"test": data.validation}), classifier.labels
+        )
+    texts = examples.texts[:repeats]
+    pairs = (examples.pairs or [None] * len(examples))[:repeats]
+    classifier.predict(texts[:1], pairs[:1])  # warm-up
+    times = []
+    for text, pair in zip(texts, pairs, strict=True):
+        started = time.perf_counter()
+        classifier.predict([text], [pair])
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import threading
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +13,7 @@ import torch
 from hpo.core.errors import UserError
 from hpo.core.rundir import TRAINING_STATE
 from hpo.core.storage import local_checkpoint
+from hpo.trainables.costs import quantized_int8
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,10 @@ def checkpoint_folder(checkpoint: str) -> str:
 
 
 def _int8(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """The model with its linear layers quantized to int8 (weights ahead, activations per
-    batch): PyTorch's dynamic quantization, which runs on CPUs only."""
+    """The model as `serve.runtime: int8` runs it (dynamic quantization, CPUs only)."""
     if device.type != "cpu":
         raise UserError("serve.runtime: int8 runs on CPUs only; use torch on GPUs")
-    with warnings.catch_warnings():  # torch points eager-mode quantization users to torchao
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return quantized_int8(model)
 
 
 class TextClassifier:

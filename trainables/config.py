@@ -123,6 +123,13 @@ class Hyperparameters(StrictModel):
         lt=1,
         description="Hidden and attention dropout; None keeps the model's.",
     )
+    num_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Encoder layers kept from the bottom, the rest dropped before training: "
+        "a shallower model serves faster (search it with `metric: [accuracy, latency_ms]`); "
+        "None keeps them all.",
+    )
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     max_grad_norm: float = Field(default=1.0, gt=0)
     seed: int = Field(default=0, description="Seed of the classifier head and the data order.")

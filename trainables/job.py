@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hpo.trainables.config import TrainConfig
+from hpo.trainables.costs import ServingProbe
 
 
 def reports_in(epochs: float, evals_per_epoch: int) -> int:
@@ -27,6 +28,8 @@ class TrainJob:
     launcher: resolved from `train.launcher`.
     run_dir: the sweep's run dir (the ray_train launcher keeps its runs there).
     max_failures: worker-group restarts a Ray Train trial may make from its last checkpoint.
+    serving: how the service will run the model, when the sweep minimises what serving it
+        costs (`latency_ms`, `params`, `size_mb`): each trial measures that and reports it.
     """
 
     model_source: str
@@ -40,6 +43,7 @@ class TrainJob:
     launcher: Literal["in_trial", "ray_train"]
     run_dir: str
     max_failures: int = 0
+    serving: ServingProbe | None = None
 
     @property
     def num_reports(self) -> int:

@@ -24,6 +24,7 @@ from hpo.trainables.checkpoints import (
     staging_folder,
 )
 from hpo.trainables.config import Hyperparameters
+from hpo.trainables.costs import serving_costs
 from hpo.trainables.encoding import EncodedData, EncodedSplit, collate, epoch_batches
 from hpo.trainables.job import TrainJob
 from hpo.trainables.metrics import compute_metrics
@@ -102,9 +103,11 @@ def _load_model(
     labels, or none) is replaced by a fresh one of the right size (`new_head`)."""
     from transformers import AutoModelForSequenceClassification
 
-    dropout = {}
+    overrides: dict[str, Any] = {}
     if hp.dropout is not None:
-        dropout = {"hidden_dropout_prob": hp.dropout, "attention_probs_dropout_prob": hp.dropout}
+        overrides = {"hidden_dropout_prob": hp.dropout, "attention_probs_dropout_prob": hp.dropout}
+    if hp.num_layers is not None:  # the lowest layers' weights load, the others are left out
+        overrides["num_hidden_layers"] = _layers_kept(source, hp.num_layers, offline)
     return AutoModelForSequenceClassification.from_pretrained(
         source,
         num_labels=len(data.labels.names),
@@ -112,8 +115,23 @@ def _load_model(
         label2id=data.labels.label2id,
         ignore_mismatched_sizes=new_head,
         local_files_only=offline,
-        **dropout,
+        **overrides,
     )
+
+
+def _layers_kept(source: str, num_layers: int, offline: bool) -> int:
+    """`num_layers`, checked against the model's own depth (a checkpoint of a trial that kept
+    fewer layers already has that depth)."""
+    from transformers import AutoConfig
+
+    depth = getattr(
+        AutoConfig.from_pretrained(source, local_files_only=offline), "num_hidden_layers", None
+    )
+    if depth is None:
+        raise ValueError(f"num_layers: the model {source} does not say how many layers it has")
+    if num_layers > depth:
+        raise ValueError(f"num_layers={num_layers}, but the model has only {depth} layers")
+    return num_layers
 
 
 def _optimizer(model: torch.nn.Module, hp: Hyperparameters) -> torch.optim.Optimizer:
@@ -272,6 +290,7 @@ class _Trial:
         )
         self.model = apply_strategy(model, hp).to(device)
         self.trainable_params = trainable_parameters(self.model)
+        self.serving_costs: dict[str, float] = {}  # measured at the first evaluation
         self.tokenizer = AutoTokenizer.from_pretrained(
             job.model_source, local_files_only=job.offline
         )
@@ -341,6 +360,15 @@ class _Trial:
             **self.parent,
         )
         self.parent = {}  # reported once, with the first evaluation after the copy
+        if self.job.serving is not None and self.session.world_rank == 0:
+            if not self.serving_costs:
+                self.serving_costs = serving_costs(
+                    model_to_save(self.model),
+                    self.data.validation,
+                    self.data.pad_token_id,
+                    self.job.serving,
+                )
+            metrics.update(self.serving_costs)
         if self.session.world_rank != 0:
             self.session.report(metrics, None)
             return

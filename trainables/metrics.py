@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 METRICS = ("accuracy", "f1", "f1_macro", "mcc", "loss")
+COSTS = ("latency_ms", "params", "size_mb")
+"""What serving a model costs (hpo.trainables.costs measures them): objectives that `metric`
+may list after a validation metric, all minimised."""
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -35,7 +35,13 @@ def _candidate(run: StorageDir, sweep: Sweep) -> Candidate:
     summary = read_summary(run)
     if summary is None or summary.get("best") is None:
         raise UserError(f"{run}: no best checkpoint yet (summary.json); has the sweep ended?")
-    best = summary["best"]
+    best, selection = summary["best"], summary.get("selection") or {}
+    if selection and selection["trial_id"] is None:
+        raise UserError(
+            f"serve.select {selection['rule']}: {selection['reason']}; nothing deployed "
+            f"(the front is in {run}/summary.json)"
+        )
+    select = sweep.serve.select
     return Candidate(
         name=sweep.name,
         checkpoint=best["checkpoint"],
@@ -45,6 +51,7 @@ def _candidate(run: StorageDir, sweep: Sweep) -> Candidate:
         run_dir=run.location,
         trial_id=best["trial_id"],
         config=best["config"],
+        select=select.model_dump(exclude_none=True) if select and sweep.costs else None,
     )
 
 

@@ -52,13 +52,42 @@ def schema() -> None:
     console.print_json(json.dumps(Sweep.model_json_schema()))
 
 
+def _print_front(summary: dict[str, Any]) -> None:
+    """A multi-objective sweep's Pareto front, the selected point marked."""
+    names = [objective["metric"] for objective in summary["objectives"]]
+    selection = summary["selection"]
+    table = Table(
+        title=f"Pareto front of {', '.join(names)}: {len(summary['pareto_front'])} of "
+        f"{summary['num_trials']} trials",
+        caption=f"selected ({selection['rule']}): {selection['reason']}",
+    )
+    for column in ("trial", *names, "config"):
+        table.add_column(column)
+    for point in summary["pareto_front"]:
+        chosen = point["trial_id"] == selection["trial_id"]
+        table.add_row(
+            f"{'* ' if chosen else ''}{point['trial_id']}",
+            *(f"{point[name]:.4g}" for name in names),
+            json.dumps(point["config"]),
+            style="bold" if chosen else None,
+        )
+    console.print(table)
+
+
 def print_best(summary: dict[str, Any]) -> None:
+    if "pareto_front" in summary:
+        _print_front(summary)
     best = summary.get("best")
     if best is None:
-        console.print("[red]no trial produced a checkpoint[/]")
+        why = summary.get("selection", {}).get("reason", "no trial produced a checkpoint")
+        console.print(f"[red]nothing to deploy: {why}[/]")
         return
+    costs = "".join(
+        f", {o['metric']} {best['metrics'][o['metric']]:.4g}"
+        for o in summary.get("objectives", [])[1:]
+    )
     console.print(
-        f"\n[bold]best {summary['metric']}: {best['metric']:.4f}[/] "
+        f"\n[bold]best {summary['metric']}: {best['metric']:.4f}{costs}[/] "
         f"(trial {best['trial_id']}, epoch {best['epoch']}) after "
         f"{summary['num_trials']} trials in {summary['wall_s']:.0f} s\n"
         f"config: {json.dumps(best['config'])}\n"

@@ -84,3 +84,23 @@ def test_a_lead_beyond_the_spread_but_not_significant_is_said_so() -> None:
     arms += [arm("random", s, [v]) for s, v in enumerate([0.78, 0.80, 0.79])]
     text = verdict(table(arms, "max", 0.78), "accuracy")
     assert "exceeds the spread but is not significant with 3 seeds" in text
+
+
+def test_trials_that_all_score_the_same_have_no_importance_to_share() -> None:
+    """fANOVA fails on zero variance (a tiny model at chance in every trial): no importance."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from hpo.search.analysis import importances
+
+    study = optuna.create_study(direction="maximize")
+    for rate in (1e-4, 2e-4, 3e-4):
+        study.add_trial(
+            create_trial(
+                params={"learning_rate": rate},
+                distributions={"learning_rate": FloatDistribution(1e-5, 1e-3, log=True)},
+                value=0.5625,
+            )
+        )
+    assert importances(study) == {}

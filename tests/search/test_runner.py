@@ -393,3 +393,70 @@ def test_warm_start_hands_another_runs_fitting_trials_to_the_searcher(
         _warm_start(elsewhere)
     with pytest.raises(UserError, match="warm_start: search.algorithm random does not learn"):
         sweep_of(tiny_model, tmp_path, warm_start=str(finished_run))
+
+
+def test_accuracy_against_latency_keeps_the_pareto_front_and_selects_by_latency(
+    tiny_model: str, tmp_path: Path
+) -> None:
+    """metric: [accuracy, latency_ms]: Optuna's TPE searches both (its study has two
+    objectives); every trial measures its latency once and reports it with each evaluation;
+    a model with one of its two layers dropped serves faster; the summary keeps the front,
+    and `serve.select` deploys the fastest trial within the accuracy margin as `best`."""
+    sweep = sweep_of(
+        tiny_model,
+        tmp_path,
+        metric=["accuracy", "latency_ms"],
+        search={"algorithm": "tpe", "num_samples": 4, "max_concurrent": 2, "n_startup_trials": 2},
+        space={
+            "learning_rate": {"loguniform": [1e-4, 3e-3]},
+            "num_layers": {"choice": [1, 2]},
+        },
+        serve={"select": {"fastest_within": 1.0}},  # every trial is within 1.0 accuracy
+    )
+    summary = run_sweep(sweep)
+    rows = trial_rows(summary)
+    assert all(row["latency_ms"] > 0 and row["params"] > 0 for r in rows.values() for row in r)
+    for reports in rows.values():  # measured once: every report carries the same figure
+        assert len({row["latency_ms"] for row in reports}) == 1
+    table = trials_table(summary)
+    assert (table["best.latency_ms"] > 0).all() and set(table["config.num_layers"]) <= {1, 2}
+    by_depth = table.groupby("config.num_layers")["best.params"].max()
+    if len(by_depth) == 2:
+        assert by_depth[1] < by_depth[2]  # a layer dropped: fewer weights
+    assert summary["objectives"] == [
+        {"metric": "accuracy", "mode": "max"},
+        {"metric": "latency_ms", "mode": "min"},
+    ]
+    front = summary["pareto_front"]
+    assert front and all(point["trial_id"] in set(table.trial_id) for point in front)
+    fastest = min(table["best.latency_ms"])
+    assert summary["best"]["metrics"]["latency_ms"] == fastest  # fastest_within 1.0: fastest
+    assert summary["selection"]["trial_id"] == summary["best"]["trial_id"]
+    saved = (Path(summary["run_dir"]) / "sweep.yaml").read_text()
+    assert "- accuracy\n- latency_ms" in saved  # saved as written: metric: [accuracy, ...]
+    _front_reaches_the_report_tensorboard_and_gate(summary, sweep)
+
+
+def _front_reaches_the_report_tensorboard_and_gate(summary: dict[str, Any], sweep: Any) -> None:
+    """The report plots the front; TensorBoard has both objectives per trial; the CLI hands
+    the gate the candidate with the rule that picked it, and the gate can time it as served."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from hpo.cli.serving import _candidate
+    from hpo.core.storage import StorageDir
+    from hpo.search.report import write_run_report
+    from hpo.serve.measure import served_latency_ms
+
+    run = StorageDir.at(summary["run_dir"])
+    report = write_run_report(run)
+    assert "## Accuracy against serving cost" in report.read_text()
+    assert (report.parent / "front_latency_ms.png").stat().st_size > 0
+    for trial_run in (Path(summary["run_dir"]) / "tensorboard" / "trials").iterdir():
+        events = EventAccumulator(str(trial_run))
+        events.Reload()
+        tags = set(events.Tags()["scalars"])
+        assert {"final/accuracy", "final/latency_ms", "serving/latency_ms"} <= tags
+    candidate = _candidate(run, sweep)
+    assert candidate.trial_id == summary["best"]["trial_id"]
+    assert candidate.select == {"fastest_within": 1.0}
+    assert served_latency_ms(candidate.checkpoint, sweep.data, "torch", threads=1, repeats=5) > 0

@@ -158,6 +158,36 @@ def test_mode_follows_the_metric() -> None:
             {"space": {"learning_rate": 1e-4, "lora_targets": {"choice": ["query;value"]}}},
             "space.lora_targets: 'query;value' is not valid: String should match pattern",
         ),
+        ({"metric": ["accuracy", "auc"]}, "metric: Input should be one of accuracy"),
+        (
+            {"metric": ["latency_ms", "accuracy"]},
+            "metric: list a validation metric (accuracy, f1, f1_macro, mcc, loss) first",
+        ),
+        ({"metric": ["accuracy"]}, "then one or more of latency_ms, params, size_mb"),
+        ({"metric": ["accuracy", "params", "params"]}, "each once; not a repeat"),
+        (
+            {"metric": ["accuracy", "latency_ms"], "mode": ["max", "max"]},
+            "mode: latency_ms is a cost, minimised; write min for it",
+        ),
+        ({"metric": ["accuracy", "latency_ms"], "mode": ["max"]}, "mode: give one per metric"),
+        ({"mode": ["max", "min"]}, "mode: a list of modes goes with a list of metrics"),
+        (
+            {"metric": ["accuracy", "latency_ms"], "search": {"algorithm": "hyperopt"}},
+            "search.algorithm: hyperopt optimises one metric; with several use tpe, random, grid",
+        ),
+        (
+            {"metric": ["accuracy", "latency_ms"], "scheduler": {"name": "asha"}},
+            "scheduler: asha stops trials on accuracy alone",
+        ),
+        (
+            {"metric": ["accuracy", "size_mb"], "serve": {"select": {"max_latency_ms": 20}}},
+            "serve.select: picks by latency; add it to the objectives: metric: [accuracy, "
+            "latency_ms]",
+        ),
+        (
+            {"metric": ["accuracy", "latency_ms"], "serve": {"select": {}}},
+            "serve.select: give one of fastest_within and max_latency_ms",
+        ),
     ],
 )
 def test_bad_sweeps_name_the_key(changes: dict, expected: str) -> None:
@@ -219,3 +249,12 @@ def test_a_strategy_fixed_in_train_may_have_its_keys_searched() -> None:
         sweep_tree(train={"strategy": "lora"}, space={"lora_r": {"choice": [4, 8]}})
     )
     assert sweep.train.strategy == "lora" and sweep.space["lora_r"].is_searched
+
+
+def test_a_list_of_metrics_is_the_metric_and_the_costs() -> None:
+    sweep = parse_sweep(sweep_tree(metric=["accuracy", "latency_ms", "params"]))
+    assert (sweep.metric, sweep.mode, sweep.costs) == ("accuracy", "max", ("latency_ms", "params"))
+    assert sweep.objectives == [("accuracy", "max"), ("latency_ms", "min"), ("params", "min")]
+    assert sweep.searcher_owns_space  # random through Optuna, define-by-run
+    single = parse_sweep(sweep_tree(metric="accuracy"))
+    assert single.costs == () and single.objectives == [("accuracy", "max")]

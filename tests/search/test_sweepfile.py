@@ -98,6 +98,14 @@ def test_resolved_copy_round_trips(tmp_path: Path) -> None:
     assert again.num_trials() == 4  # grid: 2 x 2 combinations, once each
 
 
+def test_a_list_of_metrics_is_saved_as_written() -> None:
+    sweep = parse_sweep(sweep_tree(metric=["accuracy", "latency_ms"]))
+    saved = yaml.safe_load(sweep_to_yaml(sweep))
+    assert (saved["metric"], saved["mode"]) == (["accuracy", "latency_ms"], ["max", "min"])
+    again = parse_sweep(saved)
+    assert again.objectives == sweep.objectives
+
+
 def test_a_literal_variable_survives_the_resolved_copy() -> None:
     sweep = parse_sweep(sweep_tree(storage="/tmp/$${NOT_SET}/runs"))
     assert sweep.storage == "/tmp/${NOT_SET}/runs"

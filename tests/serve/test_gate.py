@@ -7,6 +7,7 @@ import json
 import math
 import multiprocessing
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,86 @@ def test_the_same_checkpoint_under_another_runtime_is_judged_anew(tmp_path: Path
     assert rejected.decision == "rejected" and rejected.test_metric == 0.84
     assert decide(0.85, int8_serve).decision == "promoted"  # as good: int8 is live now
     assert decide(0.0, int8_serve).decision == "unchanged"
+
+
+def selected(rule: dict, trial: str = "c") -> gate.Candidate:
+    return replace(candidate(trial=trial), select=rule)
+
+
+def test_a_latency_limit_is_checked_on_the_gates_own_measurement() -> None:
+    """max_latency_ms: a candidate that serves slower here is refused whatever its accuracy;
+    within the limit, its metric is compared as always."""
+    accuracy = gate.judge(candidate(), 0.90, live(0.85), tolerance=0)
+    slow = gate.judge_selected(
+        selected({"max_latency_ms": 20}),
+        accuracy,
+        gate.Latencies(25.0, None),
+        0.90,
+        live(0.85),
+        tolerance=0,
+    )
+    assert not slow.promote and slow.compared_on == "latency_ms" and "25.00 ms" in slow.reason
+    fast = gate.judge_selected(
+        selected({"max_latency_ms": 20}),
+        accuracy,
+        gate.Latencies(12.0, None),
+        0.90,
+        live(0.85),
+        tolerance=0,
+    )
+    assert fast.promote and fast.compared_on == "test" and "12.00 ms <= 20" in fast.reason
+
+
+@pytest.mark.parametrize(
+    ("test_metric", "latency", "promote"),
+    [
+        (0.845, 10.0, True),  # within one point of the live model, faster
+        (0.845, 21.0, True),  # as fast, within the 10% noise margin
+        (0.845, 30.0, False),  # slower: fastest_within picked it for speed
+        (0.83, 10.0, False),  # faster, but more than one point less accurate
+    ],
+)
+def test_fastest_within_compares_latency_with_the_live_model(
+    test_metric: float, latency: float, promote: bool
+) -> None:
+    rule = {"fastest_within": 0.01}
+    accuracy = gate.judge(candidate(), test_metric, live(0.85), tolerance=0)
+    judged = gate.judge_selected(
+        selected(rule),
+        accuracy,
+        gate.Latencies(latency, 20.0),
+        test_metric,
+        live(0.85),
+        tolerance=0,
+    )
+    assert judged.promote is promote
+    assert "vs live 20.00 ms" in judged.reason
+
+
+def test_the_ledger_says_which_rule_picked_the_candidate_and_its_latencies(tmp_path: Path) -> None:
+    storage = StorageDir.at(str(tmp_path))
+    timed: list[str] = []
+
+    def latency(checkpoint: str) -> float:
+        timed.append(checkpoint)
+        return {"/c/first": 20.0, "/c/second": 8.0}[checkpoint]
+
+    def decide(trial: str, test_metric: float) -> gate.Decision:
+        decision, _ = gate.decide_and_append(
+            storage,
+            selected({"fastest_within": 0.01}, trial=trial),
+            trial,
+            lambda: test_metric,
+            tolerance=0,
+            serve={},
+            latency_ms=latency,
+        )
+        return decision
+
+    decide("first", 0.85)
+    second = decide("second", 0.845)
+    assert second.decision == "promoted" and second.compared_on == "latency_ms"
+    assert (second.latency_ms, second.live_latency_ms) == (8.0, 20.0)
+    assert timed == ["/c/first", "/c/second", "/c/first"]  # side by side with the live model
+    entry = gate.read_ledger(storage).entries[-1]
+    assert entry["selected_by"] == "fastest_within: 0.01" and entry["latency_ms"] == 8.0
