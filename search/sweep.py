@@ -138,8 +138,7 @@ class Sweep(StrictModel):
         default="accuracy",
         description="Validation metric to optimise; or a list of objectives, the validation "
         f"metric first, then what serving costs ({', '.join(COSTS)}): [accuracy, latency_ms] "
-        "searches the Pareto front of accuracy against latency. Once read, `metric` is the "
-        "validation metric and `costs` the rest.",
+        "searches the Pareto front of accuracy against latency.",
     )
     mode: Mode | list[Mode] | None = Field(
         default=None,

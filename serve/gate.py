@@ -9,6 +9,8 @@ alone (`hpo rollback`, KubeRay's RayService).
 The gate never promotes without a comparison: on the test split when both models have a test
 metric, else on the validation metric, and the line says which (`compared_on`); a candidate
 whose test metric is NaN or infinite, or that has no finite metric at all, is refused.
+A candidate that `serve.select` picked from a multi-objective sweep's front is also judged on
+latency, measured here beside the live model's (`judge_selected`).
 Deciding and appending happen under a lock on the ledger, with the live model read again
 inside it, so two deploys at once are judged one after the other. The lock is a file lock
 on this machine: in a bucket, an append downloads the ledger, adds a line and uploads it whole,

@@ -40,10 +40,11 @@ from hpo.search.tensorboard import find_logdir, launch_tensorboard
 def validate(sweep: SweepArg, set_: SetOption = None) -> None:
     """Check a sweep file and print what it would run."""
     loaded = load_sweep(sweep, set_ or [])
+    objectives = ", ".join(f"{name} ({mode})" for name, mode in loaded.objectives)
     console.print(
         f"[green]ok[/] {sweep}: {loaded.num_trials()} trials of {loaded.model}, "
         f"{loaded.search.algorithm} search, {loaded.scheduler.name} scheduler, "
-        f"metric {loaded.metric} ({loaded.mode})"
+        f"metric{'s' * bool(loaded.costs)} {objectives}"
     )
 
 

@@ -460,3 +460,14 @@ def _front_reaches_the_report_tensorboard_and_gate(summary: dict[str, Any], swee
     assert candidate.trial_id == summary["best"]["trial_id"]
     assert candidate.select == {"fastest_within": 1.0}
     assert served_latency_ms(candidate.checkpoint, sweep.data, "torch", threads=1, repeats=5) > 0
+
+
+def test_more_layers_than_the_model_has_is_refused_before_ray(
+    tiny_model: str, tmp_path: Path
+) -> None:
+    from hpo.core.errors import UserError
+    from hpo.search.prepare import prepare
+
+    sweep = sweep_of(tiny_model, tmp_path, space={"num_layers": {"choice": [1, 3]}})
+    with pytest.raises(UserError, match="space.num_layers: 3 layers, but .* has 2; keep 1 to 2"):
+        prepare(sweep)
