@@ -20,6 +20,7 @@ from hpo.search.compute import ComputeLedger
 from hpo.search.results import better
 from hpo.search.tensorboard import TensorBoardLayout, TensorBoardWriter
 from hpo.search.tune_results import CHECKPOINT_PATH, snapshots_on_disk
+from hpo.trainables.metrics import COSTS
 
 UPLOAD_EVERY_S = 60.0
 """How often the logs of a run in a bucket are uploaded while it runs (and once at its end)."""
@@ -65,8 +66,9 @@ class ConsoleProgress(Callback):
         epoch = float(result.get("epoch", 0.0))
         self._last_epoch[trial.trial_id] = epoch
         best_value, best_id = self._best
+        costs = "".join(f"{name} {result[name]:.4g}  " for name in COSTS if name in result)
         _console().print(
-            f"{trial.trial_id} epoch {epoch:.2f}  {self._metric} {value:.4f}  "
+            f"{trial.trial_id} epoch {epoch:.2f}  {self._metric} {value:.4f}  {costs}"
             f"train_loss {result.get('train_loss', float('nan')):.4f}  "
             f"{result.get('train_samples_per_s', 0):.0f} samples/s  "
             f"[dim](best {best_value:.4f} by {best_id})[/]"

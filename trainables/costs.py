@@ -7,9 +7,9 @@
     size_mb      megabytes of its weights on disk
 
 They depend on the model's shape, not on its weights, so a trial measures them once, at its
-first evaluation, and reports them with every evaluation. Validation examples, tokenized the
-way the service tokenizes them, are what the forward passes run on; tokenization itself (the
-same for every trial) is left out. `latency_batch_ms` (a full serve batch) is reported too.
+first evaluation, and reports them with every evaluation. Validation texts (decoded from their
+tokens) go through what a service replica does with a request: tokenizing, a forward pass, a
+softmax. `latency_batch_ms` (a full serve batch) is reported too.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import copy
 import statistics
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from hpo.trainables.encoding import EncodedSplit, collate
+from hpo.trainables.encoding import EncodedSplit
 
 
 @dataclass(frozen=True)
@@ -59,38 +60,45 @@ def weights_size(model: torch.nn.Module) -> tuple[int, float]:
     return params, sum(t.numel() * t.element_size() for t in tensors) / 1e6
 
 
-def _median_ms(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]]) -> float:
+def _median_ms(predict: Callable[[list[str]], torch.Tensor], batches: list[list[str]]) -> float:
+    """The median time of `predict` over the batches, after one warm-up pass."""
     times = []
     with torch.inference_mode():
-        model(**batches[0])  # warm-up: the first pass allocates
+        predict(batches[0])  # warm-up: the first pass allocates
         for batch in batches:
             started = time.perf_counter()
-            torch.softmax(model(**batch).logits, dim=-1)
+            predict(batch)
             times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
 
 
 def serving_costs(
-    model: torch.nn.Module, examples: EncodedSplit, pad_token_id: int, probe: ServingProbe
+    model: torch.nn.Module, tokenizer: Any, examples: EncodedSplit, probe: ServingProbe
 ) -> dict[str, float]:
     """`latency_ms`, `latency_batch_ms`, `params` and `size_mb` of a (merged) model, measured
-    on a CPU copy of it with the service's threads and runtime."""
+    on a CPU copy of it with the service's threads and runtime: texts tokenized (padded to
+    the batch's longest, truncated at the model's limit), a forward pass, a softmax."""
     served = copy.deepcopy(model).to("cpu").eval()
     params, size_mb = weights_size(served)
     if probe.runtime == "int8":
         served = quantized_int8(served)
+    limit = min(tokenizer.model_max_length, served.config.max_position_embeddings)
+
+    def predict(texts: list[str]) -> torch.Tensor:
+        encoded = tokenizer(
+            texts, truncation=True, max_length=limit, padding=True, return_tensors="pt"
+        )
+        return served(**encoded).logits.float().softmax(-1)
+
     rng = np.random.default_rng(0)
     picks = rng.choice(len(examples), size=min(probe.repeats, len(examples)), replace=False)
-    singles = [collate(examples, picks[i : i + 1], pad_token_id, 1) for i in range(len(picks))]
     full = rng.choice(len(examples), size=min(probe.batch_size, len(examples)), replace=False)
-    batched = [collate(examples, full, pad_token_id, 1) for _ in range(5)]
-    for batch in [*singles, *batched]:
-        del batch["labels"]
+    text = [tokenizer.decode(ids, skip_special_tokens=True) for ids in examples.input_ids]
     threads = torch.get_num_threads()
     torch.set_num_threads(probe.threads)
     try:
-        latency = _median_ms(served, singles)
-        latency_batch = _median_ms(served, batched)
+        latency = _median_ms(predict, [[text[i]] for i in picks])
+        latency_batch = _median_ms(predict, [[text[i] for i in full]] * 5)
     finally:
         torch.set_num_threads(threads)
     return {

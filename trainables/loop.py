@@ -364,8 +364,8 @@ class _Trial:
             if not self.serving_costs:
                 self.serving_costs = serving_costs(
                     model_to_save(self.model),
+                    self.tokenizer,
                     self.data.validation,
-                    self.data.pad_token_id,
                     self.job.serving,
                 )
             metrics.update(self.serving_costs)

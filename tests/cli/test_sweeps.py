@@ -171,3 +171,36 @@ def test_sigterm_stops_a_foreground_service_cleanly(tiny_model: str, tmp_path: P
     assert process.returncode == 0, "".join(lines) + stdout + stderr
     assert "stopped serving" in stdout
     assert not any(mark in stderr for mark in CLEAN_EXIT), stderr
+
+
+def test_best_prints_the_pareto_front_with_the_deployed_point(tmp_path: Path) -> None:
+    def point(trial: str, accuracy: float, latency: float) -> dict:
+        return {"trial_id": trial, "accuracy": accuracy, "latency_ms": latency, "config": {}}
+
+    summary = {
+        "name": "latency",
+        "metric": "accuracy",
+        "mode": "max",
+        "num_trials": 5,
+        "wall_s": 100.0,
+        "objectives": [
+            {"metric": "accuracy", "mode": "max"},
+            {"metric": "latency_ms", "mode": "min"},
+        ],
+        "pareto_front": [point("deep", 0.9, 20.0), point("mid", 0.89, 12.0)],
+        "selection": {"rule": "fastest_within: 0.01", "trial_id": "mid", "reason": "the fastest"},
+        "best": {
+            "metric": 0.89,
+            "metrics": {"accuracy": 0.89, "latency_ms": 12.0},
+            "config": {"num_layers": 3},
+            "checkpoint": "/c/mid",
+            "trial_id": "mid",
+            "epoch": 1,
+        },
+    }
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    shown = run_hpo("best", str(tmp_path))
+    assert shown.returncode == 0, shown.stderr
+    assert "Pareto front of accuracy, latency_ms: 2 of 5 trials" in shown.stdout
+    assert "* mid" in shown.stdout and "selected (fastest_within: 0.01)" in shown.stdout
+    assert "best accuracy: 0.8900, latency_ms 12" in shown.stdout

@@ -396,7 +396,7 @@ def test_warm_start_hands_another_runs_fitting_trials_to_the_searcher(
 
 
 def test_accuracy_against_latency_keeps_the_pareto_front_and_selects_by_latency(
-    tiny_model: str, tmp_path: Path
+    tiny_model: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """metric: [accuracy, latency_ms]: Optuna's TPE searches both (its study has two
     objectives); every trial measures its latency once and reports it with each evaluation;
@@ -414,6 +414,7 @@ def test_accuracy_against_latency_keeps_the_pareto_front_and_selects_by_latency(
         serve={"select": {"fastest_within": 1.0}},  # every trial is within 1.0 accuracy
     )
     summary = run_sweep(sweep)
+    assert "latency_ms " in capsys.readouterr().out  # each evaluation's line shows it
     rows = trial_rows(summary)
     assert all(row["latency_ms"] > 0 and row["params"] > 0 for r in rows.values() for row in r)
     for reports in rows.values():  # measured once: every report carries the same figure

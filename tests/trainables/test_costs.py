@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoConfig
+from transformers import AutoConfig, AutoTokenizer
 
 from hpo.trainables import costs
 from hpo.trainables.config import Hyperparameters
@@ -69,11 +69,11 @@ def test_the_int8_runtime_is_measured_quantized(
 
     monkeypatch.setattr(costs, "quantized_int8", spy)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=2)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     probe = ServingProbe(repeats=5, batch_size=8)
-    as_float = serving_costs(model, sst2_slice.validation, 0, probe)
-    as_int8 = serving_costs(
-        model, sst2_slice.validation, 0, dataclasses.replace(probe, runtime="int8")
-    )
+    as_float = serving_costs(model, tokenizer, sst2_slice.validation, probe)
+    int8 = dataclasses.replace(probe, runtime="int8")
+    as_int8 = serving_costs(model, tokenizer, sst2_slice.validation, int8)
     assert len(quantized) == 1  # only the int8 probe ran a quantized copy
     linear = next(m for m in quantized[0].modules() if "Linear" in type(m).__name__)
     assert "quantized" in type(linear).__module__
