@@ -53,8 +53,7 @@ from hpo.search.sweep import Sweep
 from hpo.search.sweepfile import load_run_sweep, load_sweep, sweep_to_yaml
 from hpo.search.tensorboard import TensorBoardLayout
 from hpo.search.tune_results import snapshots, snapshots_on_disk
-from hpo.trainables.costs import ServingProbe
-from hpo.trainables.job import TrainJob
+from hpo.trainables.job import ServingProbe, TrainJob
 from hpo.trainables.trainable import make_trainable
 
 if TYPE_CHECKING:

@@ -19,31 +19,13 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from hpo.trainables.encoding import EncodedSplit
-
-
-@dataclass(frozen=True)
-class ServingProbe:
-    """How the service will run the model: measured that way in each trial.
-
-    Attributes:
-        threads: torch threads of a replica (`serve.cpus_per_replica`).
-        batch_size: texts in one batched forward pass (`serve.max_batch_size`).
-        runtime: torch or int8 (`serve.runtime`).
-        repeats: single-text passes timed per round; the lowest median of three rounds is
-            `latency_ms`.
-    """
-
-    threads: int = 1
-    batch_size: int = 32
-    runtime: Literal["torch", "int8"] = "torch"
-    repeats: int = 30
+from hpo.trainables.job import ServingProbe
 
 
 def quantized_int8(model: torch.nn.Module) -> torch.nn.Module:

@@ -7,12 +7,29 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hpo.trainables.config import TrainConfig
-from hpo.trainables.costs import ServingProbe
 
 
 def reports_in(epochs: float, evals_per_epoch: int) -> int:
     """How many evaluations (Tune reports, the schedulers' time unit) `epochs` of training make."""
     return max(1, round(epochs * evals_per_epoch))
+
+
+@dataclass(frozen=True)
+class ServingProbe:
+    """How the service will run the model: measured that way in each trial.
+
+    Attributes:
+        threads: torch threads of a replica (`serve.cpus_per_replica`).
+        batch_size: texts in one batched forward pass (`serve.max_batch_size`).
+        runtime: torch or int8 (`serve.runtime`).
+        repeats: single-text passes timed per round; the lowest median of three rounds is
+            `latency_ms`.
+    """
+
+    threads: int = 1
+    batch_size: int = 32
+    runtime: Literal["torch", "int8"] = "torch"
+    repeats: int = 30
 
 
 @dataclass(frozen=True)

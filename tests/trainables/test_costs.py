@@ -12,8 +12,9 @@ from transformers import AutoConfig, AutoTokenizer
 
 from hpo.trainables import costs
 from hpo.trainables.config import Hyperparameters
-from hpo.trainables.costs import ServingProbe, serving_costs
+from hpo.trainables.costs import serving_costs
 from hpo.trainables.encoding import EncodedData
+from hpo.trainables.job import ServingProbe
 from hpo.trainables.loop import train_model
 from tests.trainables.recording import RecordingSession, job_for
 
