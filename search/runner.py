@@ -95,7 +95,7 @@ def make_job(sweep: Sweep, prepared: Prepared, run: StorageDir, embedded: bool) 
 def serving_probe(serve: ServeConfig) -> ServingProbe:
     """How each trial measures its serving costs: as the `serve:` section will run it."""
     return ServingProbe(
-        threads=max(1, int(serve.cpus_per_replica)),
+        threads=serve.replica_threads,
         batch_size=serve.max_batch_size,
         runtime=serve.runtime,
     )

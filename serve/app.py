@@ -70,7 +70,7 @@ class ModelService:
     ) -> None:
         check_key(api_key, "the service")  # an empty key would let every request through
         self.classifier = TextClassifier(
-            checkpoint, threads=max(1, int(settings.cpus_per_replica)), runtime=settings.runtime
+            checkpoint, threads=settings.replica_threads, runtime=settings.runtime
         )
         self.model_info = info
         self.api_key = api_key

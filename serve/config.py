@@ -111,6 +111,11 @@ class ServeConfig(StrictModel):
         """`max_batch` (hpo < 0.2) read like `max_batch_size`, a different limit."""
         return rename_key(values, section="serve", old="max_batch", new="max_inputs_per_request")
 
+    @property
+    def replica_threads(self) -> int:
+        """Torch threads of one replica: its CPUs, at least one."""
+        return max(1, int(self.cpus_per_replica))
+
     @model_validator(mode="after")
     def _int8_on_cpus(self) -> ServeConfig:
         if self.runtime == "int8" and self.gpus_per_replica > 0:

@@ -101,7 +101,7 @@ def deploy(
         tolerance=settings.gate.tolerance,
         serve=settings.model_dump(mode="json"),
         latency_ms=lambda checkpoint: served_latency_ms(
-            checkpoint, test_data, settings.runtime, max(1, int(settings.cpus_per_replica))
+            checkpoint, test_data, settings.runtime, settings.replica_threads
         ),
     )
     if live is None:

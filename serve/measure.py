@@ -5,14 +5,13 @@ candidate picked by latency (`serve.select`), how fast it answers as served."""
 from __future__ import annotations
 
 import hashlib
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 
 from hpo.serve.model import TextClassifier, checkpoint_folder
 from hpo.trainables.config import DataConfig
+from hpo.trainables.costs import median_ms
 from hpo.trainables.data import load_test_split
 from hpo.trainables.metrics import compute_metrics
 
@@ -65,10 +64,5 @@ def served_latency_ms(
         )
     texts = examples.texts[:repeats]
     pairs = (examples.pairs or [None] * len(examples))[:repeats]
-    classifier.predict(texts[:1], pairs[:1])  # warm-up
-    times = []
-    for text, pair in zip(texts, pairs, strict=True):
-        started = time.perf_counter()
-        classifier.predict([text], [pair])
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
+    one_each = [([text], [pair]) for text, pair in zip(texts, pairs, strict=True)]
+    return median_ms(lambda request: classifier.predict(*request), one_each, rounds=1)

@@ -19,13 +19,15 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from hpo.trainables.encoding import EncodedSplit
 from hpo.trainables.job import ServingProbe
+
+Batch = TypeVar("Batch")
 
 
 def quantized_int8(model: torch.nn.Module) -> torch.nn.Module:
@@ -43,11 +45,10 @@ def weights_size(model: torch.nn.Module) -> tuple[int, float]:
     return params, sum(t.numel() * t.element_size() for t in tensors) / 1e6
 
 
-def _median_ms(
-    predict: Callable[[list[str]], torch.Tensor], batches: list[list[str]], rounds: int = 3
-) -> float:
+def median_ms(predict: Callable[[Batch], object], batches: list[Batch], rounds: int = 3) -> float:
     """The median time of `predict` over the batches, after one warm-up pass; the lowest of
-    `rounds` such medians, since other trials training beside this one only ever add time."""
+    `rounds` such medians, since other trials training beside this one only ever add time.
+    The promotion gate times a served checkpoint with it too (one round)."""
     medians = []
     with torch.inference_mode():
         predict(batches[0])  # warm-up: the first pass allocates
@@ -86,8 +87,8 @@ def serving_costs(
     threads = torch.get_num_threads()
     torch.set_num_threads(probe.threads)
     try:
-        latency = _median_ms(predict, [[text[i]] for i in picks])
-        latency_batch = _median_ms(predict, [[text[i] for i in full]] * 3)
+        latency = median_ms(predict, [[text[i]] for i in picks])
+        latency_batch = median_ms(predict, [[text[i] for i in full]] * 3)
     finally:
         torch.set_num_threads(threads)
     return {
