@@ -40,9 +40,14 @@ class SearchSettings:
 
     @property
     def owns_space(self) -> bool:
-        """Whether an Optuna searcher takes the space itself (define-by-run): for a conditional
-        space, and for several objectives, which Tune cannot hand over with the space."""
-        return self.conditional or bool(self.costs)
+        return optuna_owns_space(self.space, self.costs)
+
+
+def optuna_owns_space(space: dict[str, Dimension], costs: tuple[str, ...]) -> bool:
+    """Whether an Optuna searcher takes the space itself (define-by-run), leaving Tune's
+    `param_space` empty: for a conditional space, and for several objectives, which Tune
+    cannot hand over with the space."""
+    return is_conditional(space) or bool(costs)
 
 
 @dataclass(frozen=True)

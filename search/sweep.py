@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from hpo.core.config import StrictModel
-from hpo.search.algorithms import ALGORITHMS, Algorithm, describe_algorithms
+from hpo.search.algorithms import ALGORITHMS, Algorithm, describe_algorithms, optuna_owns_space
 from hpo.search.schedulers import (
     PBT_MUTABLE,
     SCHEDULERS,
@@ -293,9 +293,8 @@ class Sweep(StrictModel):
     @property
     def searcher_owns_space(self) -> bool:
         """Whether the searcher takes the space define-by-run and Tune's `param_space` stays
-        empty: a conditional space, or several objectives (Optuna's searchers)."""
-        owned = bool(self._costs) and self.search.algorithm != "grid"
-        return is_conditional(self.space) or owned
+        empty (grid search, Tune's own, never does; it refuses a conditional space)."""
+        return self.search.algorithm != "grid" and optuna_owns_space(self.space, self._costs)
 
     @property
     def objectives(self) -> list[tuple[str, str]]:
