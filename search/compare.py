@@ -39,9 +39,10 @@ from hpo.search.runner import (
 )
 from hpo.search.schedulers import (
     SCHEDULERS,
-    PbtConfig,
+    PopulationConfig,
     SchedulerInputs,
     SuccessiveHalvingConfig,
+    is_population,
 )
 from hpo.search.space import Dimension, as_grid
 from hpo.search.sweep import Sweep
@@ -70,7 +71,7 @@ class Arm:
 def plan_arms(sweep: Sweep) -> list[Arm]:
     """Seeds outermost, so that a comparison cut short still has every algorithm at seed 0,
     and machine noise spreads evenly over the algorithms. PBT evolves a population that random
-    search samples: it runs with random only."""
+    search samples: PBT and PB2 run with random only."""
     if sweep.costs:
         raise UserError(
             f"hpo compare ranks arms on one metric; this sweep has several "
@@ -82,7 +83,7 @@ def plan_arms(sweep: Sweep) -> list[Arm]:
         for seed in range(sweep.compare.seeds)
         for scheduler in schedulers
         for algorithm in sweep.compare.algorithms
-        if scheduler != "pbt" or algorithm == "random"
+        if not is_population(scheduler) or algorithm == "random"
     ]
 
 
@@ -106,7 +107,7 @@ def _num_samples(sweep: Sweep, arm: Arm, scheduler: Any, budget: int, train_exam
     samples_per_report = train_examples / sweep.train.evals_per_epoch
     if arm.algorithm == "grid":
         return 1
-    if isinstance(scheduler, PbtConfig):  # a population that trains the budget to the end
+    if isinstance(scheduler, PopulationConfig):  # a population that trains the budget to the end
         return max(2, math.ceil(budget / (train_examples * scheduler.max_epochs)))
     if isinstance(scheduler, SuccessiveHalvingConfig):
         reports = budget / samples_per_report
@@ -136,7 +137,7 @@ def arm_sweep(
             "time_budget_s": None,
         }
     )
-    if isinstance(scheduler, PbtConfig):  # its population trains side by side
+    if isinstance(scheduler, PopulationConfig):  # its population trains side by side
         search = search.model_copy(update={"max_concurrent": num_samples})
     candidate = sweep.model_copy(
         update={

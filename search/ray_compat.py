@@ -8,15 +8,21 @@ tests/search/test_ray_compat.py that fails loudly when a Ray upgrade changes it.
 - Ray's bracket, once finished, stops the trials it paused but misses one whose pause is still
   saving its checkpoint: that trial ends up PAUSED for ever and the sweep never ends. Both our
   schedulers use a bracket that stops it too (`_Bracket.cleanup_full`).
-- Ray's PBT draws its choices (whom to copy, how to perturb) from the process-wide `random`;
-  ours draws them from its own seeded state, swapped in around the one method that decides
+- Ray's PBT draws its choices (whom to copy, how to perturb) from the process-wide `random`,
+  and PB2 its acquisition's starting points from numpy's; ours draw them from their own seeded
+  states, swapped in around the one method that decides
   (`PopulationBasedTraining._checkpoint_or_exploit`).
+- Ray's PB2 fits its Gaussian process to the values as they are, so a learning rate between
+  1e-5 and 1e-3 would be explored as if 5e-4 were the middle; ours hands it the logarithm of
+  each log-scaled value: in the rows it records (`PB2.data`), its bounds
+  (`_hyperparam_bounds_flat`) and the config it explores (`PB2._get_new_config`).
 
 Ray is imported inside the functions: the sweep file's validation imports this module.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -100,36 +106,105 @@ def successive_halving(
     )
 
 
+class _SeededPopulation:
+    """What our PBT and PB2 add to Ray's: synchronous perturbation points (every trial reaches
+    one before any is copied) whose random choices come from generators seeded with `seed` (Ray
+    still skips a copy whose donor's checkpoint is being saved, as timing has it), and no
+    perturbation point at a trial's last report (`max_reports`): it would pause every trial
+    only to end it. Mixed in before Ray's class."""
+
+    def _seed(self, seed: int, max_reports: int | None) -> None:
+        import random
+
+        import numpy as np
+
+        self._max_reports = max_reports
+        self._random_state = random.Random(seed).getstate()
+        self._numpy_state = np.random.RandomState(seed).get_state()
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        if self._max_reports is not None and result.get(self._time_attr, 0) >= self._max_reports:
+            return self.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def _checkpoint_or_exploit(self, *args: Any, **kwargs: Any) -> None:
+        import random
+
+        import numpy as np
+
+        outside, numpy_outside = random.getstate(), np.random.get_state()
+        random.setstate(self._random_state)
+        np.random.set_state(self._numpy_state)
+        try:
+            super()._checkpoint_or_exploit(*args, **kwargs)
+        finally:
+            self._random_state, self._numpy_state = random.getstate(), np.random.get_state()
+            random.setstate(outside)
+            np.random.set_state(numpy_outside)
+
+
 def population_based_training(
     *, seed: int, max_reports: int | None = None, **settings: Any
 ) -> TrialScheduler:
-    """Ray's PopulationBasedTraining, synchronous (every trial reaches a perturbation point
-    before any is copied), with its random choices drawn from a generator seeded with `seed`
-    (Ray still skips a copy whose donor's checkpoint is being saved, as timing has it). A
-    trial's last report
-    (`max_reports`) is no perturbation point: it would pause every trial only to end it.
+    """Ray's PopulationBasedTraining, seeded and synchronous (`_SeededPopulation`).
     `settings`: PBT's own arguments."""
-    import random
-
     from ray.tune.schedulers import PopulationBasedTraining
 
-    class SeededPopulationBasedTraining(PopulationBasedTraining):
+    class SeededPopulationBasedTraining(_SeededPopulation, PopulationBasedTraining):
         def __init__(self) -> None:
             super().__init__(synch=True, **settings)
-            self._random_state = random.Random(seed).getstate()
-
-        def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
-            if max_reports is not None and result.get(self._time_attr, 0) >= max_reports:
-                return self.CONTINUE
-            return super().on_trial_result(tune_controller, trial, result)
-
-        def _checkpoint_or_exploit(self, *args: Any, **kwargs: Any) -> None:
-            outside = random.getstate()
-            random.setstate(self._random_state)
-            try:
-                super()._checkpoint_or_exploit(*args, **kwargs)
-            finally:
-                self._random_state = random.getstate()
-                random.setstate(outside)
+            self._seed(seed, max_reports)
 
     return SeededPopulationBasedTraining()
+
+
+def population_based_bandits(
+    *,
+    seed: int,
+    hyperparam_bounds: dict[str, tuple[float, float]],
+    log_scaled: frozenset[str],
+    explore: Callable[[dict], dict],
+    max_reports: int | None = None,
+    **settings: Any,
+) -> TrialScheduler:
+    """Ray's PB2 (Population Based Bandits), seeded and synchronous (`_SeededPopulation`), which
+    models the `log_scaled` hyperparameters by their logarithm; `explore` gets every new config
+    in the sweep's own terms. `settings`: PB2's own arguments."""
+    import math
+
+    from ray.tune.schedulers.pb2 import PB2
+
+    def logs(config: dict) -> dict:
+        return {k: math.log(v) if k in log_scaled else v for k, v in config.items()}
+
+    class InLogSpace:
+        """A trial as PB2's explore step sees it: its name, and its config in log terms."""
+
+        def __init__(self, trial: Trial) -> None:
+            self.trial, self.config = trial, logs(trial.config)
+
+        def __str__(self) -> str:
+            return str(self.trial)
+
+    class SeededPopulationBasedBandits(_SeededPopulation, PB2):
+        def __init__(self) -> None:
+            super().__init__(synch=True, hyperparam_bounds=hyperparam_bounds, **settings)
+            self._seed(seed, max_reports)
+            self._hyperparam_bounds_flat = {
+                name: tuple(map(math.log, bounds)) if name in log_scaled else bounds
+                for name, bounds in hyperparam_bounds.items()
+            }
+
+        def _save_trial_state(self, state: Any, time: int, result: dict, trial: Trial) -> Any:
+            score = super()._save_trial_state(state, time, result, trial)
+            last = self.data.index[-1]
+            for name in log_scaled:
+                self.data.loc[last, name] = math.log(self.data.loc[last, name])
+            return score
+
+        def _get_new_config(self, trial: Trial, trial_to_clone: Trial) -> tuple[dict, dict]:
+            config, operations = super()._get_new_config(trial, InLogSpace(trial_to_clone))
+            exps = {k: math.exp(v) if k in log_scaled else v for k, v in config.items()}
+            return explore(exps), operations
+
+    return SeededPopulationBasedBandits()

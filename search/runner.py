@@ -47,7 +47,7 @@ from hpo.search.results import (
     write_results,
     write_trials,
 )
-from hpo.search.schedulers import PbtConfig, SchedulerInputs
+from hpo.search.schedulers import PopulationConfig, SchedulerInputs, is_population
 from hpo.search.space import PastTrial, past_trials, to_tune_space
 from hpo.search.sweep import Sweep
 from hpo.search.sweepfile import load_run_sweep, load_sweep, sweep_to_yaml
@@ -72,7 +72,7 @@ def make_job(sweep: Sweep, prepared: Prepared, run: StorageDir, embedded: bool) 
     if launcher == "auto":
         # PBT hands a trial another trial's checkpoint through Tune, which only a trial that
         # trains in its own process takes
-        ray_train = sweep.train.workers > 1 or (use_gpu and sweep.scheduler.name != "pbt")
+        ray_train = sweep.train.workers > 1 or (use_gpu and not is_population(sweep.scheduler.name))
         launcher = "ray_train" if ray_train else "in_trial"
     if launcher == "in_trial" and sweep.train.workers > 1:
         raise UserError("train.launcher: in_trial runs one worker; use ray_train for workers > 1")
@@ -128,8 +128,8 @@ def tune_config(sweep: Sweep, prior: list[PastTrial] | None = None) -> Any:
         num_samples=sweep.search.trials_requested(),
         max_concurrent_trials=sweep.search.max_concurrent,
         time_budget_s=sweep.search.time_budget_s,
-        # PBT restarts every trial at every perturbation point: keep their processes
-        reuse_actors=isinstance(sweep.scheduler, PbtConfig),
+        # PBT and PB2 restart every trial at every perturbation point: keep their processes
+        reuse_actors=isinstance(sweep.scheduler, PopulationConfig),
     )
 
 
@@ -162,8 +162,8 @@ def _warm_start(sweep: Sweep) -> Start:
 
 
 def tracked_hyperparameters(sweep: Sweep) -> tuple[str, ...]:
-    """The hyperparameters that change during a trial: those PBT perturbs."""
-    if isinstance(sweep.scheduler, PbtConfig):
+    """The hyperparameters that change during a trial: those PBT or PB2 perturbs."""
+    if isinstance(sweep.scheduler, PopulationConfig):
         return tuple(sweep.scheduler.mutated(sweep.space))
     return ()
 

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Union
 from pydantic import Field
 
 from hpo.core.config import StrictModel
-from hpo.search.ray_compat import hyperband, population_based_training, successive_halving
+from hpo.search.ray_compat import (
+    hyperband,
+    population_based_bandits,
+    population_based_training,
+    successive_halving,
+)
 from hpo.search.space import Dimension
 from hpo.trainables.job import reports_in
 
@@ -186,15 +191,19 @@ PBT_MUTABLE = (
 plan), the seed, the strategy or a shape (lora_r, freeze_layers)."""
 
 
-class PbtConfig(_Scheduler):
-    """Population Based Training (Jaderberg et al. 2017): every `perturbation_interval` epochs
-    the trials in the bottom quantile copy the checkpoint of one in the top quantile and go on
-    with its hyperparameters perturbed. Synchronous, its random choices seeded (a copy whose
-    donor's checkpoint is still being saved is skipped: that depends on timing)."""
+class PopulationConfig(_Scheduler):
+    """What PBT and PB2 share: a population that trains side by side and, every
+    `perturbation_interval` epochs, the trials in the bottom quantile copy the checkpoint of
+    one in the top quantile and go on with new values of the `mutate` hyperparameters.
+    Synchronous, its random choices seeded (a copy whose donor's checkpoint is still being
+    saved is skipped: that depends on timing)."""
 
-    name: Literal["pbt"]
-    summary = "Population Based Training: the worst trials copy the best ones and perturb them"
     checkpoints_kept = 3  # a copied checkpoint must outlive its trial's next report
+    perturbable_kinds: ClassVar[frozenset[str]] = frozenset(
+        {"uniform", "loguniform", "quniform", "randint", "choice", "grid"}
+    )
+    """The kinds of `space` dimension it can give a new value."""
+
     perturbation_interval: float = Field(
         default=0.5, gt=0, description="Epochs between exploit-and-explore steps."
     )
@@ -204,6 +213,30 @@ class PbtConfig(_Scheduler):
         le=0.5,
         description="The bottom fraction copies the top fraction (at least one trial each).",
     )
+    mutate: list[str] | None = Field(
+        default=None,
+        description=f"Hyperparameters to perturb; default every one `space` searches among "
+        f"{', '.join(PBT_MUTABLE)} (PB2: ranges only).",
+    )
+
+    def mutated(self, space: dict[str, Dimension]) -> list[str]:
+        if self.mutate is not None:
+            return self.mutate
+        return [
+            name
+            for name in PBT_MUTABLE
+            if name in space
+            and space[name].is_searched
+            and space[name].kind in self.perturbable_kinds
+        ]
+
+
+class PbtConfig(PopulationConfig):
+    """Population Based Training (Jaderberg et al. 2017): a copied trial's values are
+    multiplied by a perturbation factor, moved to a neighbouring choice or drawn anew."""
+
+    name: Literal["pbt"]
+    summary = "Population Based Training: the worst trials copy the best ones and perturb them"
     resample_probability: float = Field(
         default=0.25,
         ge=0,
@@ -214,16 +247,6 @@ class PbtConfig(_Scheduler):
     perturbation_factors: tuple[float, float] = Field(
         default=(1.2, 0.8), description="Factors a continuous value is multiplied by."
     )
-    mutate: list[str] | None = Field(
-        default=None,
-        description=f"Hyperparameters to perturb; default every one `space` searches among "
-        f"{', '.join(PBT_MUTABLE)}.",
-    )
-
-    def mutated(self, space: dict[str, Dimension]) -> list[str]:
-        if self.mutate is not None:
-            return self.mutate
-        return [name for name in PBT_MUTABLE if name in space and space[name].is_searched]
 
     def build(self, inputs: SchedulerInputs) -> TrialScheduler:
         space = {name: inputs.space[name] for name in self.mutated(inputs.space)}
@@ -237,6 +260,30 @@ class PbtConfig(_Scheduler):
             quantile_fraction=self.quantile_fraction,
             resample_probability=self.resample_probability,
             perturbation_factors=self.perturbation_factors,
+        )
+
+
+class Pb2Config(PopulationConfig):
+    """Population Based Bandits (Parker-Holder et al. 2020): PBT whose copied trials get the
+    values a Gaussian-process bandit expects to improve the metric most over the next
+    interval, fitted to every trial's progress so far (log-scaled ranges by their logarithm).
+    Efficient with small populations; it perturbs ranges, not choices."""
+
+    name: Literal["pb2"]
+    summary = "Population Based Bandits: PBT whose new values a Gaussian-process bandit picks"
+    perturbable_kinds = frozenset({"uniform", "loguniform", "quniform", "randint"})
+
+    def build(self, inputs: SchedulerInputs) -> TrialScheduler:
+        space = {name: inputs.space[name] for name in self.mutated(inputs.space)}
+        return population_based_bandits(
+            seed=inputs.seed,
+            max_reports=inputs.reports(self.max_epochs),
+            hyperparam_bounds={name: (dim.args[0], dim.args[1]) for name, dim in space.items()},
+            log_scaled=frozenset(n for n, dim in space.items() if dim.kind == "loguniform"),
+            explore=WithinSpace(space),
+            time_attr=TIME_ATTR,
+            perturbation_interval=inputs.reports(self.perturbation_interval),
+            quantile_fraction=self.quantile_fraction,
         )
 
 
@@ -270,8 +317,9 @@ def _mutation(dim: Dimension) -> list | Resample:
 
 @dataclass(frozen=True)
 class WithinSpace:
-    """PBT's last explore step: a value multiplied out of its range goes back to the nearest
-    bound (a warm-up ratio above 1, a dropout of 1.2 would fail the trial)."""
+    """PBT's and PB2's last explore step: a value moved out of its range goes back to the
+    nearest bound (a warm-up ratio above 1, a dropout of 1.2 would fail the trial), and a
+    quniform value to its step."""
 
     space: dict[str, Dimension]
 
@@ -279,6 +327,8 @@ class WithinSpace:
         for name, dim in self.space.items():
             if dim.kind in ("uniform", "loguniform", "quniform", "randint"):
                 config[name] = min(max(config[name], dim.args[0]), dim.args[1])
+            if dim.kind == "quniform":
+                config[name] = round(config[name] / dim.args[2]) * dim.args[2]
         return config
 
 
@@ -289,10 +339,16 @@ SCHEDULERS: dict[str, type[_Scheduler]] = {
     "successive_halving": SuccessiveHalvingConfig,
     "median": MedianConfig,
     "pbt": PbtConfig,
+    "pb2": Pb2Config,
 }
 # Union of a tuple: the members come from the registry (X | Y cannot be built from a tuple).
 SchedulerConfig = Annotated[Union[tuple(SCHEDULERS.values())], Field(discriminator="name")]  # noqa: UP007
 """The sweep file's `scheduler:` section: one of the SCHEDULERS, chosen by its `name`."""
+
+
+def is_population(name: str) -> bool:
+    """Whether the scheduler so named evolves a population (PBT, PB2)."""
+    return issubclass(SCHEDULERS[name], PopulationConfig)
 
 
 def describe_schedulers() -> str:

@@ -16,9 +16,10 @@ from hpo.search.schedulers import (
     PBT_MUTABLE,
     SCHEDULERS,
     FifoConfig,
-    PbtConfig,
+    PopulationConfig,
     SchedulerConfig,
     describe_schedulers,
+    is_population,
 )
 from hpo.search.space import DimensionField, check_space, is_conditional
 from hpo.serve.config import ServeConfig
@@ -221,13 +222,14 @@ class Sweep(StrictModel):
                 f"past trials; use {able}"
             )
         compared = self.compare.schedulers or [self.scheduler.name]
-        if "pbt" in compared and "random" not in self.compare.algorithms:
+        population = next((name for name in compared if is_population(name)), None)
+        if population and "random" not in self.compare.algorithms:
             raise ValueError(
-                "compare.schedulers: pbt runs with random search only; add random to "
+                f"compare.schedulers: {population} runs with random search only; add random to "
                 "compare.algorithms"
             )
-        if isinstance(self.scheduler, PbtConfig):
-            self._check_pbt(self.scheduler)
+        if isinstance(self.scheduler, PopulationConfig):
+            self._check_population(self.scheduler)
         self._check_multi_objective()
         return self
 
@@ -301,46 +303,54 @@ class Sweep(StrictModel):
         """(name, mode) of every objective, `metric` first."""
         return [(self.metric, self.mode), *((cost, "min") for cost in self._costs)]
 
-    def _check_pbt(self, pbt: PbtConfig) -> None:
-        """PBT needs a population sampled once, one process per trial, something to perturb,
-        and perturbation points at evaluations."""
+    def _check_population(self, population: PopulationConfig) -> None:
+        """PBT and PB2 need a population sampled once, one process per trial, something they
+        can perturb, and perturbation points at evaluations."""
+        name = population.name
         if self.search.algorithm not in ("random", "grid") or is_conditional(self.space):
             raise ValueError(
-                f"scheduler pbt: search.algorithm {self.search.algorithm} cannot run next to "
-                "it; PBT evolves a population that random (or grid) search samples once (and "
+                f"scheduler {name}: search.algorithm {self.search.algorithm} cannot run next to "
+                "it; it evolves a population that random (or grid) search samples once (and "
                 "keys of one strategy only need a model-based searcher)"
             )
         if self.train.workers > 1 or self.train.launcher == "ray_train":
             raise ValueError(
-                "scheduler pbt: a trial takes over another's checkpoint in its own process; "
-                "use train.workers: 1 and launcher auto or in_trial"
+                f"scheduler {name}: a trial takes over another's checkpoint in its own "
+                "process; use train.workers: 1 and launcher auto or in_trial"
             )
         if self.search.max_concurrent < self.search.trials_requested():
             raise ValueError(
-                "scheduler pbt: the population trains side by side (a trial waiting to start "
-                "takes no part in the copies); set search.max_concurrent to num_samples "
+                f"scheduler {name}: the population trains side by side (a trial waiting to "
+                "start takes no part in the copies); set search.max_concurrent to num_samples "
                 f"({self.search.trials_requested()})"
             )
-        mutated = pbt.mutated(self.space)
+        mutated = population.mutated(self.space)
+        kinds = ", ".join(sorted(population.perturbable_kinds))
         if not mutated:
             raise ValueError(
                 f"scheduler.mutate: nothing to perturb; search one of {', '.join(PBT_MUTABLE)} "
-                "in space"
+                f"in space (as {kinds})"
             )
-        for name in mutated:
-            if name not in PBT_MUTABLE:
+        for key in mutated:
+            if key not in PBT_MUTABLE:
                 raise ValueError(
-                    f"scheduler.mutate: PBT cannot change {name} in a trial that goes on from a "
-                    f"checkpoint; it may perturb {', '.join(PBT_MUTABLE)}"
+                    f"scheduler.mutate: {name} cannot change {key} in a trial that goes on "
+                    f"from a checkpoint; it may perturb {', '.join(PBT_MUTABLE)}"
                 )
-            if name not in self.space or not self.space[name].is_searched:
-                raise ValueError(f"scheduler.mutate: {name} must be searched in space")
-        reports = pbt.perturbation_interval * self.train.evals_per_epoch
-        if abs(reports - round(reports)) > 1e-9 or pbt.perturbation_interval >= pbt.max_epochs:
+            if key not in self.space or not self.space[key].is_searched:
+                raise ValueError(f"scheduler.mutate: {key} must be searched in space")
+            if self.space[key].kind not in population.perturbable_kinds:
+                raise ValueError(
+                    f"scheduler.mutate: {name} perturbs {kinds} values, not "
+                    f"space.{key}'s {self.space[key].kind}; use pbt, or search a range"
+                )
+        reports = population.perturbation_interval * self.train.evals_per_epoch
+        interval, max_epochs = population.perturbation_interval, population.max_epochs
+        if abs(reports - round(reports)) > 1e-9 or interval >= max_epochs:
             raise ValueError(
-                f"scheduler.perturbation_interval: {pbt.perturbation_interval} epochs must be a "
-                f"whole number of evaluations (train.evals_per_epoch: "
-                f"{self.train.evals_per_epoch}) and less than max_epochs ({pbt.max_epochs})"
+                f"scheduler.perturbation_interval: {interval} epochs must be a whole number of "
+                f"evaluations (train.evals_per_epoch: {self.train.evals_per_epoch}) and less "
+                f"than max_epochs ({max_epochs})"
             )
 
     def _check_strategies(self) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from hpo.search import ray_compat
 
 
@@ -78,31 +80,90 @@ def test_a_finished_bracket_stops_a_trial_still_saving_its_pause() -> None:
     assert controller.stopped == [first]
 
 
-def test_pbt_draws_its_choices_from_its_own_seeded_state(monkeypatch) -> None:
-    """The one method of Ray's PBT that decides (and explores) runs with the scheduler's own
-    random state: the same seed makes the same draws, and the process-wide state is untouched."""
+POPULATIONS = {
+    "pbt": lambda seed: ray_compat.population_based_training(
+        seed=seed, hyperparam_mutations={"learning_rate": [1e-4, 2e-4]}
+    ),
+    "pb2": lambda seed: ray_compat.population_based_bandits(
+        seed=seed,
+        hyperparam_bounds={"learning_rate": (1e-4, 2e-4)},
+        log_scaled=frozenset(),
+        explore=dict,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", POPULATIONS)
+def test_a_population_draws_its_choices_from_its_own_seeded_state(name: str, monkeypatch) -> None:
+    """The one method of Ray's PBT (and PB2, its subclass) that decides and explores runs with
+    the scheduler's own `random` and numpy states: the same seed makes the same draws, and the
+    process-wide states are untouched."""
     import random
 
+    import numpy as np
     from ray.tune.schedulers import PopulationBasedTraining
 
     def draws(self, *args, **kwargs) -> None:  # stands in for Ray's exploit-and-explore
-        self.drawn.append(random.random())
+        self.drawn.append((random.random(), np.random.uniform()))
 
     monkeypatch.setattr(PopulationBasedTraining, "_checkpoint_or_exploit", draws)
 
-    def decisions(seed: int) -> list[float]:
-        scheduler = ray_compat.population_based_training(
-            seed=seed, hyperparam_mutations={"learning_rate": [1e-4, 2e-4]}
-        )
+    def decisions(seed: int) -> list[tuple[float, float]]:
+        scheduler = POPULATIONS[name](seed)
         scheduler.drawn = []
         for _ in range(3):
             scheduler._checkpoint_or_exploit(None, None, [], [])
         return scheduler.drawn
 
     random.seed(123)
-    outside = random.getstate()
+    np.random.seed(123)
+    outside, numpy_outside = random.getstate(), np.random.get_state()
     assert decisions(0) == decisions(0) != decisions(1)
     assert random.getstate() == outside
-    assert ray_compat.population_based_training(
-        seed=0, hyperparam_mutations={"learning_rate": [1e-4]}
-    )._synch
+    assert np.random.get_state()[1].tolist() == numpy_outside[1].tolist()
+    assert POPULATIONS[name](0)._synch
+
+
+def test_pb2_models_a_log_scaled_value_by_its_logarithm() -> None:
+    """Four trials at learning rates a decade apart report twice; the bandit's rows and bounds
+    hold the logarithms (evenly spaced, as a log-uniform range is searched), and the config it
+    explores for a copy comes back as a learning rate within the range."""
+    import math
+
+    from ray.tune.schedulers.pbt import _PBTTrialState
+
+    explored: list[dict] = []
+
+    def explore(config: dict) -> dict:
+        explored.append(dict(config))
+        return config
+
+    bounds = (1e-5, 1e-2)
+    scheduler = ray_compat.population_based_bandits(
+        seed=0,
+        hyperparam_bounds={"learning_rate": bounds},
+        log_scaled=frozenset({"learning_rate"}),
+        explore=explore,
+        metric="accuracy",
+        mode="max",
+        time_attr="training_iteration",
+        perturbation_interval=1,
+    )
+    rates = [1e-5, 1e-4, 1e-3, 1e-2]
+    trials = [_trial(f"lr{rate}") for rate in rates]
+    for trial, rate in zip(trials, rates, strict=True):
+        trial.config = {"learning_rate": rate, "batch_size": 16}
+        state = _PBTTrialState(trial)
+        for step, gain in ((1, 0.0), (2, 0.2 if rate == 1e-3 else 0.05)):
+            scheduler._save_trial_state(
+                state, step, {"training_iteration": step, "accuracy": 0.5 + gain}, trial
+            )
+    logged = scheduler.data.groupby("Trial")["learning_rate"].first().sort_values().tolist()
+    assert logged == pytest.approx([math.log(rate) for rate in rates])
+    assert scheduler._hyperparam_bounds_flat["learning_rate"] == pytest.approx(
+        tuple(map(math.log, bounds))
+    )
+
+    config, _ = scheduler._get_new_config(trials[0], trials[2])
+    assert explored == [config] and config["batch_size"] == 16
+    assert bounds[0] <= config["learning_rate"] <= bounds[1]

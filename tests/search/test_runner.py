@@ -282,11 +282,15 @@ def _lineage_by_index(table: pd.DataFrame) -> dict[str, str]:
     }
 
 
-def test_pbt_copies_checkpoints_and_records_the_lineage(tiny_model: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheduler", ["pbt", "pb2"])
+def test_a_population_copies_checkpoints_and_records_the_lineage(
+    scheduler: str, tiny_model: str, tmp_path: Path
+) -> None:
     """Four trials, perturbed every half epoch: the bottom half takes over the top half's
-    checkpoints and goes on with a perturbed learning rate; trials.csv and TensorBoard show who
-    copied whom and when. (PBT's draws are seeded, test_ray_compat shows; which copies happen
-    also depends on whether a donor's checkpoint is saved in time, so two runs may differ.)"""
+    checkpoints and goes on with a new learning rate (PBT's perturbed, PB2's picked by its
+    bandit); trials.csv and TensorBoard show who copied whom and when. (The draws are seeded,
+    test_ray_compat shows; which copies happen also depends on whether a donor's checkpoint is
+    saved in time, so two runs may differ.)"""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     summary = run_sweep(
@@ -295,7 +299,7 @@ def test_pbt_copies_checkpoints_and_records_the_lineage(tiny_model: str, tmp_pat
             tmp_path,
             search={"algorithm": "random", "num_samples": 4, "max_concurrent": 4},
             scheduler={
-                "name": "pbt",
+                "name": scheduler,
                 "max_epochs": 1.5,
                 "perturbation_interval": 0.5,
                 "quantile_fraction": 0.5,
@@ -472,3 +476,16 @@ def test_more_layers_than_the_model_has_is_refused_before_ray(
     sweep = sweep_of(tiny_model, tmp_path, space={"num_layers": {"choice": [1, 3]}})
     with pytest.raises(UserError, match="space.num_layers: 3 layers, but .* has 2; keep 1 to 2"):
         prepare(sweep)
+
+
+def test_a_taken_run_name_gets_the_next_free_suffix(tmp_path: Path) -> None:
+    """A second `hpo run` of the same sweep file never writes into the first run's folder."""
+    from hpo.search.runner import new_run_dir
+
+    sweep = parse_sweep(tiny_sweep("unused-model", tmp_path / "runs"))
+    first = new_run_dir(sweep)
+    assert Path(first.location).name == "tiny"
+    for taken in ("tiny", "tiny-2"):
+        (tmp_path / "runs" / taken).mkdir(parents=True)
+    assert Path(new_run_dir(sweep).location).name == "tiny-3"
+    assert Path(new_run_dir(sweep, "other").location).name == "other"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pydantic import TypeAdapter
 from ray.tune.schedulers import (
     ASHAScheduler,
@@ -10,6 +11,7 @@ from ray.tune.schedulers import (
     MedianStoppingRule,
     PopulationBasedTraining,
 )
+from ray.tune.schedulers.pb2 import PB2
 
 from hpo.search.schedulers import (
     SCHEDULERS,
@@ -42,6 +44,7 @@ def test_every_name_builds() -> None:
     assert issubclass(built["successive_halving"], HyperBandScheduler)
     assert built["median"] is MedianStoppingRule
     assert issubclass(built["pbt"], PopulationBasedTraining)
+    assert issubclass(built["pb2"], PB2)
 
 
 def test_asha_converts_epochs_to_reports() -> None:
@@ -92,6 +95,15 @@ def test_pbt_perturbs_the_searched_hyperparameters_it_may_change() -> None:
     assert set(only._hyperparam_mutations) == {"learning_rate"}
 
 
+def test_pb2_gives_its_bandit_the_searched_ranges_it_may_change() -> None:
+    pb2 = build(name="pb2", max_epochs=2, perturbation_interval=1)
+    assert pb2._perturbation_interval == 2 and pb2._synch
+    assert pb2._hyperparam_bounds == {  # not lr_schedule, a choice
+        "learning_rate": (1e-5, 1e-3),
+        "warmup_ratio": (0.0, 0.2),
+    }
+
+
 def test_pbt_resamples_within_the_space_and_clamps_what_it_multiplies() -> None:
     import random
 
@@ -102,3 +114,5 @@ def test_pbt_resamples_within_the_space_and_clamps_what_it_multiplies() -> None:
     clamp = WithinSpace(SPACE)
     config = {"learning_rate": 2e-3, "warmup_ratio": -0.1, "lr_schedule": "cosine"}
     assert clamp(config) == {"learning_rate": 1e-3, "warmup_ratio": 0.0, "lr_schedule": "cosine"}
+    stepped = WithinSpace({"dropout": Dimension("quniform", (0.0, 0.3, 0.05))})
+    assert stepped({"dropout": 0.12})["dropout"] == pytest.approx(0.1)

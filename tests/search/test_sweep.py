@@ -60,8 +60,23 @@ def test_mode_follows_the_metric() -> None:
         ),
         (
             {"scheduler": {"name": "pbt", "max_epochs": 2, "mutate": ["batch_size"]}},
-            "scheduler.mutate: PBT cannot change batch_size in a trial that goes on from a "
+            "scheduler.mutate: pbt cannot change batch_size in a trial that goes on from a "
             "checkpoint",
+        ),
+        (
+            {
+                "scheduler": {"name": "pb2", "max_epochs": 2, "mutate": ["lr_schedule"]},
+                "space": {
+                    "learning_rate": {"loguniform": [1e-5, 1e-3]},
+                    "lr_schedule": {"choice": ["linear", "cosine"]},
+                },
+            },
+            "scheduler.mutate: pb2 perturbs loguniform, quniform, randint, uniform values, not "
+            "space.lr_schedule's choice; use pbt, or search a range",
+        ),
+        (
+            {"scheduler": {"name": "pb2", "max_epochs": 2}, "search": {"algorithm": "tpe"}},
+            "scheduler pb2: search.algorithm tpe cannot run next to it",
         ),
         (
             {"scheduler": {"name": "pbt", "max_epochs": 2, "mutate": ["weight_decay"]}},
