@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from hpo.search.ray_compat import hyperopt_search
 from hpo.search.space import DefineByRun, Dimension, PastTrial, is_conditional
 
 if TYPE_CHECKING:
@@ -157,10 +158,11 @@ def _optuna_gp(settings: SearchSettings) -> Searcher:
 
 
 def _hyperopt_tpe(settings: SearchSettings) -> Searcher:
-    from ray.tune.search.hyperopt import HyperOptSearch
-
-    return HyperOptSearch(
-        n_initial_points=settings.n_startup_trials, random_state_seed=settings.seed
+    """HyperOpt's TPE; with a prior, its history already holds those trials."""
+    return hyperopt_search(
+        prior=[(past.params, past.score) for past in settings.prior],
+        n_initial_points=settings.n_startup_trials,
+        random_state_seed=settings.seed,
     )
 
 
@@ -181,7 +183,6 @@ ALGORITHMS: dict[str, Algorithm] = {
         "Tree-structured Parzen Estimator (HyperOpt)",
         _hyperopt_tpe,
         conditional=False,
-        takes_prior=False,
     ),
     "gp": Algorithm("Gaussian-process Bayesian optimisation (Optuna GPSampler)", _optuna_gp),
 }

@@ -12,6 +12,9 @@ tests/search/test_ray_compat.py that fails loudly when a Ray upgrade changes it.
   and PB2 its acquisition's starting points from numpy's; ours draw them from their own seeded
   states, swapped in around the one method that decides
   (`PopulationBasedTraining._checkpoint_or_exploit`).
+- Ray's HyperOptSearch cannot be told of trials it did not run (no `add_evaluated_point`;
+  `points_to_evaluate` are run again), so ours writes past trials into its hyperopt `Trials`
+  as finished ones (`_hpopt_trials`, `_setup_hyperopt`, `_convert_categories_to_indices`).
 - Ray's PB2 fits its Gaussian process to the values as they are, so a learning rate between
   1e-5 and 1e-3 would be explored as if 5e-4 were the middle; ours hands it the logarithm of
   each log-scaled value: in the rows it records (`PB2.data`), its bounds
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from ray.tune import ResultGrid
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import TrialScheduler
+    from ray.tune.search import Searcher
 
 
 def trials_of(results: ResultGrid) -> list[Trial]:
@@ -141,6 +145,33 @@ class _SeededPopulation:
             self._random_state, self._numpy_state = random.getstate(), np.random.get_state()
             random.setstate(outside)
             np.random.set_state(numpy_outside)
+
+
+def hyperopt_search(*, prior: list[tuple[dict, float]], **settings: Any) -> Searcher:
+    """Ray's HyperOptSearch whose hyperopt `Trials` start with the `prior` trials (searched
+    values, score) as finished ones, so that its TPE models them as if it had run them (and
+    counts them among its random start). `settings`: HyperOptSearch's own arguments."""
+    from hyperopt import base
+    from hyperopt.fmin import generate_trial
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    class HyperOptSearchWithPrior(HyperOptSearch):
+        def _setup_hyperopt(self) -> None:
+            super()._setup_hyperopt()
+            loss_sign = -1.0 if self._mode == "max" else 1.0  # hyperopt minimises
+            trials = self._hpopt_trials
+            docs = []
+            for tid, (params, score) in zip(trials.new_trial_ids(len(prior)), prior, strict=True):
+                point = dict(params)
+                self._convert_categories_to_indices(point)  # a choice's index, not its value
+                doc = generate_trial(tid, point)
+                doc["state"] = base.JOB_STATE_DONE
+                doc["result"] = {"loss": loss_sign * score, "status": base.STATUS_OK}
+                docs.append(doc)
+            trials.insert_trial_docs(docs)
+            trials.refresh()
+
+    return HyperOptSearchWithPrior(**settings)
 
 
 def population_based_training(

@@ -523,7 +523,7 @@ def extend_sweep(
     if not sweep.algorithm.takes_prior and sweep.search.algorithm != "random":
         raise UserError(
             f"search.algorithm: {sweep.search.algorithm} cannot go on from past trials; "
-            "extend a sweep of tpe, gp or random, or start a new sweep"
+            "extend a sweep of tpe, gp, hyperopt or random, or start a new sweep"
         )
     prior, left_out = past_trials(trials, sweep.space)
     prepared = prepare(sweep)

@@ -332,9 +332,10 @@ def test_a_population_copies_checkpoints_and_records_the_lineage(
 def test_extend_adds_trials_that_start_from_the_past_ones(
     finished_run: Path, tmp_path: Path
 ) -> None:
-    """`hpo extend` on (a copy of) the shared finished sweep, its searcher switched to TPE:
-    the past trials stay, the new ones join them in trials.csv, the summary and the curve
-    (which goes on from the sweep's compute), and TPE is handed both past trials."""
+    """`hpo extend` on (a copy of) the shared finished sweep, its searcher switched to
+    HyperOpt: the past trials stay, the new ones join them in trials.csv, the summary and the
+    curve (which goes on from the sweep's compute), and HyperOpt is handed both past trials
+    (test_space shows that Optuna's and HyperOpt's searchers model them)."""
     import json
     import shutil
 
@@ -348,7 +349,7 @@ def test_extend_adds_trials_that_start_from_the_past_ones(
     curve_before = read_curve(run / "curve.csv")
 
     summary = extend_sweep(
-        StorageDir.at(str(run)), add_trials=2, overrides=["search.algorithm=tpe"]
+        StorageDir.at(str(run)), add_trials=2, overrides=["search.algorithm=hyperopt"]
     )
 
     table = trials_table(summary)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -119,7 +120,7 @@ def test_conditional_keys_are_drawn_only_for_their_strategy(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["tpe", "gp"])
 def test_a_searcher_given_past_trials_models_them_from_its_first_suggestion(name: str) -> None:
-    """`hpo extend` and `warm_start`: the past trials are in the searcher's study before it
+    """`hpo extend` and `warm_start`: the past trials are in the searcher's history before it
     suggests anything, so its first suggestions follow them (here: learning rates near 1e-3
     scored best), where a fresh searcher starts with random ones."""
     space = {
@@ -148,6 +149,45 @@ def test_a_searcher_given_past_trials_models_them_from_its_first_suggestion(name
     warm, cold = distances(prior), distances([])
     assert max(warm) < 1  # all four within a decade of 1e-3 (the space spans four)
     assert sum(warm) < sum(cold) / 2
+
+
+def test_hyperopt_given_past_trials_it_did_not_run_draws_near_their_best() -> None:
+    """HyperOpt's TPE explores more than Optuna's, so it gets more past trials and draws: twenty
+    whose accuracy peaks at a learning rate of 1e-4 and favours "cosine". Its history holds
+    them as finished, and its next draws, past its random start already, mostly fall near the
+    peak, where a fresh one draws its random start."""
+    space = {
+        "learning_rate": Dimension("loguniform", (1e-6, 1e-2)),
+        "lr_schedule": Dimension("choice", ("linear", "cosine")),
+    }
+    rates = np.geomspace(1e-6, 1e-2, 20)
+    prior = [
+        PastTrial(
+            {"learning_rate": rate, "lr_schedule": ("cosine", "linear")[i % 2]},
+            0.9 - 0.1 * abs(math.log10(rate) + 4) - 0.05 * (i % 2),
+        )
+        for i, rate in enumerate(rates)
+    ]
+
+    def draws(prior: list[PastTrial]) -> tuple[Any, list[dict]]:
+        settings = SearchSettings(
+            seed=0, n_startup_trials=5, max_concurrent=1, space=space, prior=prior
+        )
+        searcher = ALGORITHMS["hyperopt"].build(settings)
+        searcher.set_search_properties("accuracy", "max", to_tune_space(space))
+        return searcher, [searcher.suggest(f"t{i}") for i in range(10)]
+
+    def near_the_peak(configs: list[dict]) -> int:
+        return sum(abs(math.log10(config["learning_rate"]) + 4) < 1 for config in configs)
+
+    searcher, warm = draws(prior)
+    history = searcher._hpopt_trials
+    assert len(history.trials) == 30
+    assert sorted(history.losses()[:20]) == sorted(-past.score for past in prior)
+    assert near_the_peak(warm) >= 8, warm
+    assert sum(config["lr_schedule"] == "cosine" for config in warm) >= 7, warm
+    _, cold = draws([])
+    assert near_the_peak(cold) < 8, cold
 
 
 def test_past_trials_outside_the_space_are_left_out() -> None:
