@@ -161,8 +161,8 @@ class Sweep(StrictModel):
     warm_start: str | None = Field(
         default=None,
         description="A run dir (folder or URI) whose finished trials this sweep's searcher "
-        "starts from (tpe, gp): the same task on more data, a related space. Trials with a "
-        "value outside this space are left out.",
+        "starts from (tpe, gp, hyperopt): the same task on more data, a related space. Trials "
+        "with a value outside this space are left out.",
     )
 
     _costs: tuple[str, ...] = PrivateAttr(default=())

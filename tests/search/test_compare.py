@@ -78,19 +78,23 @@ def test_successive_halving_gets_one_bracket_sized_to_the_budget(tmp_path: Path)
     assert arm.search.num_samples == 8
 
 
-def test_pbt_runs_as_a_random_arm_whose_population_trains_the_budget(tmp_path: Path) -> None:
+@pytest.mark.parametrize("population", ["pbt", "pb2"])
+def test_a_population_runs_as_a_random_arm_that_trains_the_budget(
+    population: str, tmp_path: Path
+) -> None:
     sweep = compare_sweep(
         tmp_path,
-        compare={"algorithms": ["random", "tpe"], "schedulers": ["asha", "pbt"], "seeds": 1},
+        compare={"algorithms": ["random", "tpe"], "schedulers": ["asha", population], "seeds": 1},
     )
     arms = plan_arms(sweep)
-    assert [a.name for a in arms] == ["random-asha-seed0", "tpe-asha-seed0", "random-pbt-seed0"]
-    pbt = arm_sweep(sweep, arms[-1], 3 * TRAIN, TRAIN, StorageDir.at(tmp_path / "arms"))
-    assert pbt.scheduler.name == "pbt" and pbt.scheduler.max_epochs == 1
-    assert pbt.search.num_samples == 3  # three full trials: the budget of three epochs
-    assert pbt.search.max_concurrent == 3  # side by side
-    with pytest.raises(UserError, match="pbt runs with random search only"):
-        compare_sweep(tmp_path, compare={"algorithms": ["tpe"], "schedulers": ["pbt"]})
+    names = ["random-asha-seed0", "tpe-asha-seed0", f"random-{population}-seed0"]
+    assert [a.name for a in arms] == names
+    arm = arm_sweep(sweep, arms[-1], 3 * TRAIN, TRAIN, StorageDir.at(tmp_path / "arms"))
+    assert arm.scheduler.name == population and arm.scheduler.max_epochs == 1
+    assert arm.search.num_samples == 3  # three full trials: the budget of three epochs
+    assert arm.search.max_concurrent == 3  # side by side
+    with pytest.raises(UserError, match=f"{population} runs with random search only"):
+        compare_sweep(tmp_path, compare={"algorithms": ["tpe"], "schedulers": [population]})
 
 
 def test_an_algorithm_that_cannot_search_the_space_fails_before_ray(tmp_path: Path) -> None:
