@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field
 
@@ -23,7 +23,7 @@ from hpo.search.ray_compat import (
     population_based_training,
     successive_halving,
 )
-from hpo.search.space import Dimension
+from hpo.search.space import KINDS, RANGE_KINDS, Dimension
 from hpo.trainables.job import reports_in
 
 if TYPE_CHECKING:
@@ -199,9 +199,7 @@ class PopulationConfig(_Scheduler):
     saved is skipped: that depends on timing)."""
 
     checkpoints_kept = 3  # a copied checkpoint must outlive its trial's next report
-    perturbable_kinds: ClassVar[frozenset[str]] = frozenset(
-        {"uniform", "loguniform", "quniform", "randint", "choice", "grid"}
-    )
+    perturbable_kinds: ClassVar[frozenset[str]] = frozenset(KINDS)
     """The kinds of `space` dimension it can give a new value."""
 
     perturbation_interval: float = Field(
@@ -230,6 +228,19 @@ class PopulationConfig(_Scheduler):
             and space[name].kind in self.perturbable_kinds
         ]
 
+    def _population_settings(self, inputs: SchedulerInputs) -> dict[str, Any]:
+        """What Ray's PBT and PB2 are both built with."""
+        return {
+            "seed": inputs.seed,
+            "max_reports": inputs.reports(self.max_epochs),
+            "time_attr": TIME_ATTR,
+            "perturbation_interval": inputs.reports(self.perturbation_interval),
+            "quantile_fraction": self.quantile_fraction,
+        }
+
+    def _mutated_space(self, inputs: SchedulerInputs) -> dict[str, Dimension]:
+        return {name: inputs.space[name] for name in self.mutated(inputs.space)}
+
 
 class PbtConfig(PopulationConfig):
     """Population Based Training (Jaderberg et al. 2017): a copied trial's values are
@@ -249,15 +260,11 @@ class PbtConfig(PopulationConfig):
     )
 
     def build(self, inputs: SchedulerInputs) -> TrialScheduler:
-        space = {name: inputs.space[name] for name in self.mutated(inputs.space)}
+        space = self._mutated_space(inputs)
         return population_based_training(
-            seed=inputs.seed,
-            max_reports=inputs.reports(self.max_epochs),
-            time_attr=TIME_ATTR,
-            perturbation_interval=inputs.reports(self.perturbation_interval),
+            **self._population_settings(inputs),
             hyperparam_mutations={name: _mutation(dim) for name, dim in space.items()},
             custom_explore_fn=WithinSpace(space),
-            quantile_fraction=self.quantile_fraction,
             resample_probability=self.resample_probability,
             perturbation_factors=self.perturbation_factors,
         )
@@ -271,19 +278,15 @@ class Pb2Config(PopulationConfig):
 
     name: Literal["pb2"]
     summary = "Population Based Bandits: PBT whose new values a Gaussian-process bandit picks"
-    perturbable_kinds = frozenset({"uniform", "loguniform", "quniform", "randint"})
+    perturbable_kinds = frozenset(RANGE_KINDS)
 
     def build(self, inputs: SchedulerInputs) -> TrialScheduler:
-        space = {name: inputs.space[name] for name in self.mutated(inputs.space)}
+        space = self._mutated_space(inputs)
         return population_based_bandits(
-            seed=inputs.seed,
-            max_reports=inputs.reports(self.max_epochs),
+            **self._population_settings(inputs),
             hyperparam_bounds={name: (dim.args[0], dim.args[1]) for name, dim in space.items()},
             log_scaled=frozenset(n for n, dim in space.items() if dim.kind == "loguniform"),
             explore=WithinSpace(space),
-            time_attr=TIME_ATTR,
-            perturbation_interval=inputs.reports(self.perturbation_interval),
-            quantile_fraction=self.quantile_fraction,
         )
 
 
@@ -325,7 +328,7 @@ class WithinSpace:
 
     def __call__(self, config: dict) -> dict:
         for name, dim in self.space.items():
-            if dim.kind in ("uniform", "loguniform", "quniform", "randint"):
+            if dim.kind in RANGE_KINDS:
                 config[name] = min(max(config[name], dim.args[0]), dim.args[1])
             if dim.kind == "quniform":
                 config[name] = round(config[name] / dim.args[2]) * dim.args[2]

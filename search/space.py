@@ -14,7 +14,9 @@ from pydantic import PlainValidator, ValidationError, WithJsonSchema
 
 from hpo.trainables.config import CONDITIONAL, Hyperparameters
 
-KINDS = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
+RANGE_KINDS = ("uniform", "loguniform", "quniform", "randint")
+"""The kinds of dimension drawn from a numeric range (the others list their values)."""
+KINDS = (*RANGE_KINDS, "choice", "grid")
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ _DISTRIBUTION_SCHEMA = {
                 "required": [kind],
                 "additionalProperties": False,
             }
-            for kind in ("uniform", "loguniform", "quniform", "randint")
+            for kind in RANGE_KINDS
         ),
         *(
             {
