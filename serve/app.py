@@ -102,6 +102,11 @@ class ModelService:
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
     async def _predict_batch(self, inputs: list[tuple[str, str | None]]) -> list[Prediction]:
         self.stats.record(len(inputs))
+        # Waiting for more texts pays only when requests overlap: after a batch of one (a lone
+        # client) the next forward pass starts at once, after a fuller one it waits again.
+        self._predict_batch.set_batch_wait_timeout_s(
+            self.settings.batch_wait_timeout_s if len(inputs) > 1 else 0.0
+        )
         texts, pairs = [t for t, _ in inputs], [p for _, p in inputs]
         return await asyncio.to_thread(self.classifier.predict, texts, pairs)
 

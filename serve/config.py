@@ -56,7 +56,10 @@ class ServeConfig(StrictModel):
         default=32, ge=1, description="Texts one forward pass may hold (@serve.batch)."
     )
     batch_wait_timeout_s: float = Field(
-        default=0.01, ge=0, description="How long a forward pass waits for more texts."
+        default=0.01,
+        ge=0,
+        description="How long a forward pass waits for more texts, when the one before it "
+        "held more than one (a lone client never waits).",
     )
     max_inputs_per_request: int = Field(
         default=64, ge=1, description="Most texts (or pairs) one /predict request may send."

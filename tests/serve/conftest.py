@@ -16,6 +16,8 @@ from tests.helpers import tiny_sweep
 MAX_REQUEST_BYTES = 1_000_000
 MAX_QUEUED_REQUESTS = 40
 """Above the 32 clients of the load tests, below the clients of the replica-kill test."""
+BATCH_WAIT_S = 0.3
+"""Long, so that a lone request held for company would show in its latency."""
 
 
 def serving_sweep(tiny_model: str, storage: Path, port: int, search_seed: int = 0):
@@ -40,7 +42,7 @@ def serving_sweep(tiny_model: str, storage: Path, port: int, search_seed: int = 
                 "max_inputs_per_request": 8,
                 "max_text_chars": 2000,
                 "max_batch_size": 16,
-                "batch_wait_timeout_s": 0.05,
+                "batch_wait_timeout_s": BATCH_WAIT_S,
                 "explain_steps": 8,
                 "max_request_bytes": MAX_REQUEST_BYTES,
                 "max_queued_requests": MAX_QUEUED_REQUESTS,

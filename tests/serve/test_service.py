@@ -20,7 +20,12 @@ from hpo.core.storage import StorageDir
 from hpo.search.runner import run_sweep
 from hpo.serve import deploy, measure
 from tests import traffic
-from tests.serve.conftest import MAX_QUEUED_REQUESTS, MAX_REQUEST_BYTES, serving_sweep
+from tests.serve.conftest import (
+    BATCH_WAIT_S,
+    MAX_QUEUED_REQUESTS,
+    MAX_REQUEST_BYTES,
+    serving_sweep,
+)
 
 JSON = "application/json"
 
@@ -149,6 +154,18 @@ def test_concurrent_requests_share_forward_passes(service) -> None:
     ).json()["batching"]
     assert batching["largest"] > 1
     assert batching["batches"] < batching["texts"]
+
+
+def test_a_lone_client_does_not_wait_for_company(service) -> None:
+    """After a batch of one, the next forward pass starts at once instead of waiting
+    `batch_wait_timeout_s` for texts that a lone client will not send."""
+    post(service, "/predict", {"text": "warm up"})  # may wait: the batch before held many
+    latencies = []
+    for i in range(5):
+        started = time.monotonic()
+        assert post(service, "/predict", {"text": f"alone {i}"}).status_code == 200
+        latencies.append(time.monotonic() - started)
+    assert sorted(latencies)[2] < BATCH_WAIT_S / 2, latencies
 
 
 def test_hostile_traffic_never_gets_a_5xx(service) -> None:
