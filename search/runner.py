@@ -129,7 +129,7 @@ def tune_config(sweep: Sweep, prior: list[PastTrial] | None = None) -> Any:
         max_concurrent_trials=sweep.search.max_concurrent,
         time_budget_s=sweep.search.time_budget_s,
         # A trial's process outlives it: the next trial skips a worker start and the imports of
-        # torch and transformers (4-5 s a trial here), and PBT/PB2 restart every trial at every
+        # torch and transformers (seconds a trial here), and PBT/PB2 restart every trial at every
         # perturbation point. Each trial sets its own seed, threads and model.
         reuse_actors=True,
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from tests.helpers import (
     start_hpo,
     sweep_tree,
     tiny_sweep,
+    wait_for,
     write_yaml,
 )
 
@@ -111,10 +111,21 @@ def test_run_best_and_status(tiny_model: str, tmp_path: Path) -> None:
 CLEAN_EXIT = ("Traceback", "Aborted", "core dumped", "Fatal Python error", "*** SIG")
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_interrupted_sweep_resumes(stop: int, tiny_model: str, tmp_path: Path) -> None:
-    """Ctrl-C (or SIGTERM, as Kubernetes and systemd stop processes) after the first report:
-    a clean stop with exit code 130; `hpo resume` runs the remaining trials to the end."""
+def a_report_after(run_dir: Path, seen: int) -> int:
+    """Waits until the trials have written more than `seen` reports (a line each in Tune's
+    result.json files); returns how many."""
+
+    def written() -> int:
+        count = sum(len(path.read_text().splitlines()) for path in run_dir.glob("*/result.json"))
+        return count if count > seen else 0
+
+    return wait_for(written, f"a report past the first {seen}", timeout_s=240)
+
+
+def test_interrupted_sweep_resumes(tiny_model: str, tmp_path: Path) -> None:
+    """Ctrl-C after the first report, then SIGTERM (as Kubernetes and systemd stop processes)
+    after the resumed run's first new report: each a clean stop with exit code 130 that names
+    the resume command; a last `hpo resume` runs the remaining trials to the end."""
     tree = tiny_sweep(
         tiny_model,
         tmp_path / "runs",
@@ -123,18 +134,19 @@ def test_interrupted_sweep_resumes(stop: int, tiny_model: str, tmp_path: Path) -
     )
     sweep = write_yaml(tmp_path / "s.yaml", tree)
     run_dir = tmp_path / "runs" / "tiny"
-    process = start_hpo("run", str(sweep), "--no-serve")
-    deadline = time.time() + 240
-    while time.time() < deadline and not any(
-        path.stat().st_size for path in run_dir.glob("*/result.json")
+    reports = 0
+    for stop, command in (
+        (signal.SIGINT, ("run", str(sweep))),
+        (signal.SIGTERM, ("resume", str(run_dir))),
     ):
-        time.sleep(0.5)
-    process.send_signal(stop)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    assert f"hpo resume {run_dir}" in stderr
-    assert not any(mark in stderr for mark in CLEAN_EXIT), stderr
-    assert not (run_dir / "summary.json").exists()
+        process = start_hpo(*command, "--no-serve")
+        reports = a_report_after(run_dir, reports)
+        process.send_signal(stop)
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 130, stderr
+        assert f"hpo resume {run_dir}" in stderr
+        assert not any(mark in stderr for mark in CLEAN_EXIT), stderr
+        assert not (run_dir / "summary.json").exists()
 
     done = run_hpo("resume", str(run_dir), "--no-serve")
     assert done.returncode == 0, done.stderr
