@@ -111,15 +111,14 @@ def test_run_best_and_status(tiny_model: str, tmp_path: Path) -> None:
 CLEAN_EXIT = ("Traceback", "Aborted", "core dumped", "Fatal Python error", "*** SIG")
 
 
-def a_report_after(run_dir: Path, seen: int) -> int:
-    """Waits until the trials have written more than `seen` reports (a line each in Tune's
-    result.json files); returns how many."""
+def reports_written(run_dir: Path) -> int:
+    """How many reports the trials have written: a line each in Tune's result.json files."""
+    return sum(len(path.read_text().splitlines()) for path in run_dir.glob("*/result.json"))
 
-    def written() -> int:
-        count = sum(len(path.read_text().splitlines()) for path in run_dir.glob("*/result.json"))
-        return count if count > seen else 0
 
-    return wait_for(written, f"a report past the first {seen}", timeout_s=240)
+def a_report_after(run_dir: Path, seen: int) -> None:
+    """Waits until the trials have written more than `seen` reports."""
+    wait_for(lambda: reports_written(run_dir) > seen, f"a report past the first {seen}", 240)
 
 
 def test_interrupted_sweep_resumes(tiny_model: str, tmp_path: Path) -> None:
@@ -134,13 +133,14 @@ def test_interrupted_sweep_resumes(tiny_model: str, tmp_path: Path) -> None:
     )
     sweep = write_yaml(tmp_path / "s.yaml", tree)
     run_dir = tmp_path / "runs" / "tiny"
-    reports = 0
     for stop, command in (
         (signal.SIGINT, ("run", str(sweep))),
         (signal.SIGTERM, ("resume", str(run_dir))),
     ):
+        # counted before the start: a stopped run may still write a report after its signal
+        reports = reports_written(run_dir)
         process = start_hpo(*command, "--no-serve")
-        reports = a_report_after(run_dir, reports)
+        a_report_after(run_dir, reports)
         process.send_signal(stop)
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 130, stderr
