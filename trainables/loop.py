@@ -341,7 +341,9 @@ class _Trial:
         return loss.item(), len(labels)
 
     def evaluate_and_report(self, meter: _Throughput) -> None:
-        """Validation metrics and training statistics, reported with a checkpoint (rank 0)."""
+        """Validation metrics and training statistics, reported with a checkpoint (rank 0). The
+        training statistics are taken first: samples/s counts training, not the evaluation."""
+        training = meter.summary(self.session, self.hp.batch_size)
         metrics = evaluate(
             self.model,
             self.data.validation,
@@ -351,7 +353,7 @@ class _Trial:
             session=self.session,
         )
         metrics.update(
-            meter.summary(self.session, self.hp.batch_size),
+            training,
             epoch=self.plan.epoch(self.step),
             step=self.step,
             samples=self.plan.samples(self.step),

@@ -3,6 +3,7 @@ continues the epoch count and optimizer state instead of starting over."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from hpo.trainables.data import load_splits
 from hpo.trainables.encoding import EncodedData, encode
 from hpo.trainables.loop import StepPlan, train_model
 from tests.trainables.recording import RecordingSession, job_for
+
+EVALUATION_S = 1.5
 
 
 def test_step_plan() -> None:
@@ -55,6 +58,28 @@ def test_reports_and_pipeline_ready_checkpoints(
     prediction = classify("a wonderful , moving film")[0]
     assert prediction["label"] in ("negative", "positive")
     assert 0.5 <= prediction["score"] <= 1
+
+
+def test_samples_per_second_counts_training_not_evaluation(
+    tiny_model: str, sst2_slice: EncodedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An evaluation slower than a whole epoch of the tiny model's training leaves the
+    training throughput as it is (as Trainer's `train_samples_per_second` does)."""
+    import hpo.trainables.loop as loop
+
+    def slow_evaluate(*args: object, **kwargs: object) -> dict[str, float]:
+        time.sleep(EVALUATION_S)
+        return evaluate(*args, **kwargs)
+
+    evaluate = loop.evaluate
+    monkeypatch.setattr(loop, "evaluate", slow_evaluate)
+    session = RecordingSession(tmp_path)
+    train_model(
+        Hyperparameters(learning_rate=1e-3, batch_size=16), job_for(tiny_model), sst2_slice, session
+    )
+
+    for report in session.reports:  # 80 samples between reports
+        assert 80 / report["train_samples_per_s"] < EVALUATION_S, report
 
 
 def test_resume_continues_epochs_and_optimizer_state(
