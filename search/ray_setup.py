@@ -91,11 +91,15 @@ def connect_ray(target: RayTarget, *, num_cpus: int = 0, offline: bool = False) 
                     "~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN"
                 ) from None
             return False
-        # address="local": a new embedded Ray, even where `ray start` left a cluster here
+        # address="local": a new embedded Ray, even where `ray start` left a cluster here.
+        # Without prestart: Ray would start one idle worker per logical CPU at once, more
+        # processes than cores here (see cpus_needed), all importing Ray while the first trial
+        # starts; the first training step comes ~4 s sooner on 2 cores (bench/cold_start.py).
         ray.init(
             address="local",
             num_cpus=max(os.cpu_count() or 1, num_cpus),
             include_dashboard=False,
+            _system_config={"prestart_worker_first_driver": False},
             **options,
         )
     return True
