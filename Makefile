@@ -48,8 +48,8 @@ test-faults: install-test
 # bench/results/<name>.json and refreshes the table in bench/README.md. bench-quick runs them
 # smaller (~10 min on 2 cores, into bench/results/quick/); bench runs the full sizes (hours on
 # 2 cores). serve_throughput drives the services with wrk (Debian's package).
-QUICK_RUNS := "cold_start.py" "checkpoint_cost.py" "tune_overhead.py --trials 30" \
-	"serve_throughput.py --seconds 4" "trainer_throughput.py --samples 400 --rounds 1" \
+QUICK_RUNS := "cold_start.py --rounds 1" "checkpoint_cost.py" "tune_overhead.py --trials 30 --rounds 1" \
+	"serve_throughput.py --seconds 3 --rounds 1" "trainer_throughput.py --samples 240 --rounds 1" \
 	"hpo_efficiency.py"
 FULL_RUNS := "cold_start.py" "checkpoint_cost.py --sweep" "tune_overhead.py --trials 1000 --profile" \
 	"serve_throughput.py" "serve_throughput.py --runtime int8" "trainer_throughput.py" \

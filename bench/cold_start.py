@@ -1,21 +1,22 @@
 """Cold start and memory.
 
 1. The commands that train nothing (`hpo --help`, `validate`, `schema`, `status`, `best`),
-   each timed as a whole process, 3 times: goal ≤ 1 s (median).
+   each timed as a whole process, `--rounds` times: goal ≤ 1 s (median).
 2. Time from `hpo run` to the first training step: the quickstart (MiniLM, SST-2) set to
    evaluate after its first step on 64 sentences, timed until that first report is printed,
-   then stopped with SIGTERM; 3 times. The figure includes import, Ray start, reading and
+   then stopped with SIGTERM; `--rounds` times. The figure includes import, Ray start, reading and
    tokenizing 2,000 sentences, loading the model, one step, that small evaluation and its
    checkpoint, so it bounds the first step from above. Goal ≤ 20 s (median).
 3. Peak resident memory (RSS, and USS: the memory only that process holds) of the driver,
    each trial process and Ray's own processes, sampled every 0.5 s through two concurrent
    MiniLM trials of 400 sentences. Goal ≤ 1.2 GB RSS per trial.
 
-    python bench/cold_start.py     # writes bench/results/cold_start.json
+    python bench/cold_start.py [--rounds 3]    # writes bench/results/cold_start.json
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -43,7 +44,7 @@ def _sets(storage: str, overrides: dict[str, str]) -> list[str]:
     return sets
 
 
-def command_seconds(run_dir: Path) -> dict[str, dict[str, float]]:
+def command_seconds(run_dir: Path, rounds: int) -> dict[str, dict[str, float]]:
     commands = {
         "--help": ["--help"],
         "validate": ["validate", "examples/quickstart.yaml"],
@@ -54,7 +55,7 @@ def command_seconds(run_dir: Path) -> dict[str, dict[str, float]]:
     timings = {}
     for name, args in commands.items():
         seconds = []
-        for _ in range(3):
+        for _ in range(rounds):
             started = time.perf_counter()
             subprocess.run(_hpo(*args), cwd=REPO, check=True, capture_output=True)
             seconds.append(time.perf_counter() - started)
@@ -141,10 +142,13 @@ def peak_memory(storage: str) -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as storage:
-        first_steps = [first_step_seconds(f"{storage}/first-{i}") for i in range(3)]
+        first_steps = [first_step_seconds(f"{storage}/first-{i}") for i in range(args.rounds)]
         memory = peak_memory(f"{storage}/memory")
-        commands = command_seconds(Path(storage) / "memory" / "quickstart")
+        commands = command_seconds(Path(storage) / "memory" / "quickstart", args.rounds)
     trials = [v["rss_gb"] for k, v in memory.items() if k.startswith("trial")]
     slowest_command = max(t["median"] for t in commands.values())
     first_step = spread(first_steps)

@@ -32,7 +32,7 @@ import pandas as pd
 import requests
 import yaml
 from quickstart_runs import REPO, run_quickstart
-from results import spread, write_result
+from results import QUICK, spread, write_result
 
 BENCH = Path(__file__).resolve().parent
 CLIENTS = (1, 8, 32)
@@ -47,14 +47,15 @@ def _free_port() -> int:
 
 
 def train_run_dir(storage: str) -> Path:
-    """One short quickstart trial, set to serve with THREADS torch threads."""
+    """One short quickstart trial (shorter in bench-quick), set to serve with THREADS torch
+    threads."""
     run_quickstart(
         storage,
         {
             "search.num_samples": "1",
             "search.max_concurrent": "1",
             "scheduler": "{name: fifo, max_epochs: 1}",
-            "data.max_train_samples": "800",
+            "data.max_train_samples": "240" if QUICK else "800",
             "train.evals_per_epoch": "1",
             "serve.cpus_per_replica": str(THREADS),
         },
