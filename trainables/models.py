@@ -4,6 +4,7 @@ folder inside an installed pip package (`pkg:PACKAGE/FOLDER`), a local folder, o
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ def resolve_model(name: str) -> str:
                 "pkg:PACKAGE/FOLDER for a folder holding config.json"
             )
         return str(folder)
-    path = Path(name).expanduser()
+    path = Path(os.path.expanduser(name))  # `~nobody` stays as written
     if path.exists():
         if not (path / "config.json").is_file():
             raise UserError(f"model: folder {name} has no config.json; is it a saved model?")

@@ -51,7 +51,8 @@ def use_ray_token() -> None:
     """Ray clients send the cluster's auth token only with RAY_AUTH_MODE=token: where this
     machine has a token (Ray's token file, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN), the
     commands that join a cluster use it without asking."""
-    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")).expanduser()
+    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")
+    token_file = Path(os.path.expanduser(token_path))
     if "RAY_AUTH_MODE" not in os.environ and (
         os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file()
     ):

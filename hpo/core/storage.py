@@ -36,7 +36,7 @@ def normalize(location: str | Path) -> str:
     """An absolute local path, or the URI without a trailing slash."""
     text = str(location)
     if not is_remote(text):
-        return str(Path(text).expanduser().resolve())
+        return str(Path(os.path.expanduser(text)).resolve())
     if "?" in text:
         raise UserError(
             f"{text}: hpo takes storage URIs without options; set the endpoint in "
@@ -135,7 +135,7 @@ def check_bucket(location: str) -> None:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("HPO_CACHE", "~/.cache/hpo")).expanduser()
+    return Path(os.path.expanduser(os.environ.get("HPO_CACHE", "~/.cache/hpo")))
 
 
 def mirror_of(location: str) -> Path:

@@ -13,7 +13,7 @@ from typing import Any
 from unittest import mock
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hpo.cli.main import main
@@ -159,6 +159,7 @@ DATA_MUTATIONS = st.one_of(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(mutation=DATA_MUTATIONS)
+@example(mutation=("model", "~0"))  # `~user` of no user: pathlib raised RuntimeError
 def test_missing_files_columns_and_models_are_one_clear_error(
     mutation: tuple[str, Any], tiny_model: str, data_dir: Path, tmp_path_factory
 ) -> None:
