@@ -50,8 +50,8 @@ QUICK_SETS = [  # a 2-point grid of 160 sentences, one arm per comparison after 
 # (comparison, algorithms, schedulers, fraction of grid's budget)
 COMPARISONS = [
     ("grid", "grid", "fifo", 1.0),
-    ("fifo", "random,tpe,gp" if not QUICK else "random", "fifo", GOAL_FRACTION),
-    ("early-stopping", "tpe", "asha,hyperband" if not QUICK else "hyperband", GOAL_FRACTION),
+    ("fifo", "random" if QUICK else "random,tpe,gp", "fifo", GOAL_FRACTION),
+    ("early-stopping", "tpe", "hyperband" if QUICK else "asha,hyperband", GOAL_FRACTION),
 ]
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import os
 import shutil
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo.core.errors import UserError
+from hpo.core.storage import user_path
 from hpo.search.ray_setup import IN_JOB, trial_env_vars
 from hpo.search.sweep import Sweep
 from hpo.search.sweepfile import sweep_to_yaml
@@ -109,7 +109,7 @@ def _entrypoint(serve: bool) -> str:
 def submit_sweep(sweep: Sweep, address: str, *, serve: bool, env: dict[str, str]) -> str:
     """Submits `hpo run` of a loaded sweep as a Ray Job; returns the job id. `env` reaches the
     job's driver and every trial."""
-    storage = Path(os.path.expanduser(sweep.storage))
+    storage = user_path(sweep.storage)
     if "://" not in sweep.storage and not storage.is_absolute():
         # the job runs in a temporary working dir on the head: anchor the storage here
         sweep = sweep.model_copy(update={"storage": str(storage.resolve())})

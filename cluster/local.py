@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hpo.core.errors import UserError
-from hpo.core.storage import write_atomically
+from hpo.core.storage import user_path, write_atomically
 
 DEFAULT_STATE = Path("~/.hpo/local-cluster.json")
 OBJECT_STORE_BYTES = 256 * 1024 * 1024  # per node: several nodes share this machine's memory
@@ -166,7 +166,7 @@ def cluster_up(
     timeout_s: float = 180,
 ) -> LocalCluster:
     """Starts a head and `workers` worker nodes; returns once they have all joined."""
-    state_file = Path(os.path.expanduser(state_file))
+    state_file = user_path(state_file)
     existing = LocalCluster.load(state_file)
     if existing and any(_alive(n.pid) for n in existing.nodes):
         raise UserError(
@@ -264,7 +264,7 @@ def _stop(nodes: list[NodeProcess], timeout_s: float = 30) -> list[str]:
 
 def cluster_down(state_file: Path) -> list[str]:
     """Stops the nodes that `cluster_up` recorded; returns the names of those that were up."""
-    state_file = Path(os.path.expanduser(state_file))
+    state_file = user_path(state_file)
     cluster = LocalCluster.load(state_file)
     if cluster is None:
         raise UserError(f"no local cluster recorded in {state_file}")

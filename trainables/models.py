@@ -4,12 +4,12 @@ folder inside an installed pip package (`pkg:PACKAGE/FOLDER`), a local folder, o
 from __future__ import annotations
 
 import importlib.util
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from hpo.core.errors import UserError
+from hpo.core.storage import user_path
 
 PACKAGE_PREFIX = "pkg:"
 
@@ -49,7 +49,7 @@ def resolve_model(name: str) -> str:
                 "pkg:PACKAGE/FOLDER for a folder holding config.json"
             )
         return str(folder)
-    path = Path(os.path.expanduser(name))  # `~nobody` stays as written
+    path = user_path(name)
     if path.exists():
         if not (path / "config.json").is_file():
             raise UserError(f"model: folder {name} has no config.json; is it a saved model?")

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from hpo.core.storage import user_path
 from hpo.search.ray_setup import IN_JOB, RayTarget
 
 console = Console(highlight=False, soft_wrap=True)
@@ -51,8 +52,7 @@ def use_ray_token() -> None:
     """Ray clients send the cluster's auth token only with RAY_AUTH_MODE=token: where this
     machine has a token (Ray's token file, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN), the
     commands that join a cluster use it without asking."""
-    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")
-    token_file = Path(os.path.expanduser(token_path))
+    token_file = user_path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token"))
     if "RAY_AUTH_MODE" not in os.environ and (
         os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file()
     ):

@@ -28,6 +28,12 @@ MTIME_MARGIN_S = 1.0
 _SCHEME_OF_FILESYSTEM = {"s3": "s3", "gcs": "gs"}  # pyarrow's type_name -> URI scheme
 
 
+def user_path(text: str | Path) -> Path:
+    """A path a user gave, `~` and `~user` expanded as a shell does: `~nobody` (no such user)
+    stays as written, where pathlib's `expanduser` raises RuntimeError."""
+    return Path(os.path.expanduser(text))
+
+
 def is_remote(location: str) -> bool:
     return urlsplit(str(location)).scheme in REMOTE_SCHEMES
 
@@ -36,7 +42,7 @@ def normalize(location: str | Path) -> str:
     """An absolute local path, or the URI without a trailing slash."""
     text = str(location)
     if not is_remote(text):
-        return str(Path(os.path.expanduser(text)).resolve())
+        return str(user_path(text).resolve())
     if "?" in text:
         raise UserError(
             f"{text}: hpo takes storage URIs without options; set the endpoint in "
@@ -135,7 +141,7 @@ def check_bucket(location: str) -> None:
 
 
 def cache_root() -> Path:
-    return Path(os.path.expanduser(os.environ.get("HPO_CACHE", "~/.cache/hpo")))
+    return user_path(os.environ.get("HPO_CACHE", "~/.cache/hpo"))
 
 
 def mirror_of(location: str) -> Path:

@@ -67,11 +67,12 @@ def test_samples_per_second_counts_training_not_evaluation(
     training throughput as it is (as Trainer's `train_samples_per_second` does)."""
     import hpo.trainables.loop as loop
 
+    evaluate = loop.evaluate
+
     def slow_evaluate(*args: object, **kwargs: object) -> dict[str, float]:
         time.sleep(EVALUATION_S)
         return evaluate(*args, **kwargs)
 
-    evaluate = loop.evaluate
     monkeypatch.setattr(loop, "evaluate", slow_evaluate)
     session = RecordingSession(tmp_path)
     train_model(
