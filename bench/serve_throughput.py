@@ -4,12 +4,13 @@ checkpoint and torch threads, both on loopback, driven by `wrk` (`wrk_predict.lu
 32 connections, alternating sides, `--rounds` times.
 
     python bench/serve_throughput.py [--run-dir RUN_DIR] [--runtime torch|int8]
-        [--seconds 15] [--rounds 3]
+        [--ingress auto|haproxy|proxy] [--seconds 15] [--rounds 3]
 
 Without `--run-dir` it first trains one short quickstart trial to serve. The run dir's files
-are copied to a scratch storage (its own promotion ledger; `serve.runtime` and the port set
-there), so the user's ledger is untouched. It also checks that both services give the same
-labels for 50 validation sentences. Writes bench/results/serve_throughput[_int8].json.
+are copied to a scratch storage (its own promotion ledger; `serve.runtime`, `serve.ingress` and
+the port set there), so the user's ledger is untouched. It also checks that both services give
+the same labels for 50 validation sentences. Writes
+bench/results/serve_throughput[_int8][_proxy].json.
 """
 
 from __future__ import annotations
@@ -63,16 +64,16 @@ def train_run_dir(storage: str) -> Path:
     return Path(storage) / "quickstart"
 
 
-def served_copy(run_dir: Path, scratch: Path, runtime: str) -> Path:
+def served_copy(run_dir: Path, scratch: Path, runtime: str, ingress: str = "auto") -> Path:
     """The run dir's own files (not its trials' folders: the summary names the checkpoint)
-    in a scratch storage, to be served with `runtime` on a free port."""
+    in a scratch storage, to be served with `runtime` and `ingress` on a free port."""
     copy = scratch / run_dir.name
     copy.mkdir(parents=True)
     for path in run_dir.iterdir():
         if path.is_file():
             shutil.copy2(path, copy / path.name)
     sweep = yaml.safe_load((copy / "sweep.yaml").read_text())
-    sweep.setdefault("serve", {}).update(runtime=runtime, port=_free_port())
+    sweep.setdefault("serve", {}).update(runtime=runtime, ingress=ingress, port=_free_port())
     (copy / "sweep.yaml").write_text(yaml.safe_dump(sweep, sort_keys=False))
     return copy
 
@@ -185,6 +186,10 @@ def same_labels(ours: str, key: str, naive: str, texts: list[str]) -> dict:
     return {"texts": len(texts), "same_label": agree}
 
 
+def service_info(url: str, key: str) -> dict:
+    return requests.get(f"{url}/info", headers={"X-API-Key": key}, timeout=30).json()
+
+
 def measure(ours: str, key: str, naive: str, seconds: float, rounds: int) -> dict:
     for url, url_key in ((ours, key), (naive, "")):  # warm both up
         wrk(url, url_key, 8, 3)
@@ -218,18 +223,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run-dir", type=Path)
     parser.add_argument("--runtime", choices=["torch", "int8"], default="torch")
+    parser.add_argument("--ingress", choices=["auto", "haproxy", "proxy"], default="auto")
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as storage:
         trained = args.run_dir or train_run_dir(f"{storage}/train")
-        run_dir = served_copy(trained, Path(storage, "serve"), args.runtime)
+        run_dir = served_copy(trained, Path(storage, "serve"), args.runtime, args.ingress)
         summary = json.loads((run_dir / "summary.json").read_text())
         checkpoint = summary["best"]["checkpoint"]
         validation = pd.read_csv(Path(os.environ["HPO_DATA"]) / "sst2" / "validation.csv")
         threads = replica_threads(run_dir)
         with hpo_service(run_dir) as (ours, key), naive_service(checkpoint, threads) as naive:
             labels = same_labels(ours, key, naive, validation.sentence.head(50).tolist())
+            ingress = service_info(ours, key)["ingress"]
             table = measure(ours, key, naive, args.seconds, args.rounds)
     at_1, at_32 = table[1], table[32]
     ratio_32 = at_32["throughput_ratio"]["median"]
@@ -240,7 +247,9 @@ def main() -> None:
         and labels["same_label"] == labels["texts"]
     )
     path = write_result(
-        "serve_throughput" if args.runtime == "torch" else f"serve_throughput_{args.runtime}",
+        "serve_throughput"
+        + ("" if args.runtime == "torch" else f"_{args.runtime}")
+        + ("_proxy" if args.ingress == "proxy" else ""),
         goal=f"≥ {GOAL_RATIO_32:.0f}× a naive FastAPI + pipeline app at 32 clients with p99 ≤ "
         "its p99; no worse at 1 client; same labels",
         met=met,
@@ -248,12 +257,14 @@ def main() -> None:
         figures={
             "threads": threads,
             "runtime": args.runtime,
+            "ingress": ingress,
             "seconds_per_run": args.seconds,
             "load_generator": "wrk -t1 (bench/wrk_predict.lua)",
             "labels": labels,
             "by_connections": table,
         },
-        summary=f"32 clients: {ratio_32:.2f}× (p99 {at_32['hpo']['p99_ms']['median']:.0f} vs "
+        summary=f"{ingress} ingress, 32 clients: {ratio_32:.2f}× (p99 "
+        f"{at_32['hpo']['p99_ms']['median']:.0f} vs "
         f"{at_32['naive']['p99_ms']['median']:.0f} ms); 1 client: "
         f"{at_1['throughput_ratio']['median']:.2f}×; labels "
         f"{labels['same_label']}/{labels['texts']} equal",

@@ -11,10 +11,13 @@ import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpo.core.errors import UserError
 from hpo.search.sweep import Sweep
+
+if TYPE_CHECKING:
+    from hpo.serve.config import ServeConfig
 
 IN_JOB = "HPO_IN_RAY_JOB"
 """Set in the runtime env of sweeps submitted as Ray Jobs (`hpo submit`)."""
@@ -65,10 +68,17 @@ def cpus_needed(sweep: Sweep) -> int:
     return sweep.search.max_concurrent * (sweep.train.workers * threads + 1)
 
 
-def connect_ray(target: RayTarget, *, num_cpus: int = 0, offline: bool = False) -> bool:
+def connect_ray(
+    target: RayTarget,
+    *,
+    num_cpus: int = 0,
+    offline: bool = False,
+    serve: ServeConfig | None = None,
+) -> bool:
     """Joins the cluster at `target.address`, else starts an embedded Ray with at least
     `num_cpus` logical CPUs (and at least this machine's cores); returns whether Ray is
-    embedded. `offline`: trials read the Hub cache only."""
+    embedded. `offline`: trials read the Hub cache only. `serve`: the settings of what this
+    Ray will serve (its ingress), where Ray is embedded."""
     import ray
     from ray.exceptions import AuthenticationError
 
@@ -91,6 +101,8 @@ def connect_ray(target: RayTarget, *, num_cpus: int = 0, offline: bool = False) 
                     "~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN"
                 ) from None
             return False
+        for name, value in (serve.ray_environment() if serve else {}).items():
+            os.environ.setdefault(name, value)  # what the user set for Ray Serve comes first
         # address="local": a new embedded Ray, even where `ray start` left a cluster here.
         # Without prestart: Ray would start one idle worker per logical CPU at once, more
         # processes than cores here (see cpus_needed), all importing Ray while the first trial

@@ -391,7 +391,9 @@ def run_sweep(
     """Runs a sweep to the end; returns its summary (also in `<run_dir>/summary.json`)."""
     target = target or RayTarget()
     prepared = prepare(sweep)
-    embedded = connect_ray(target, num_cpus=cpus_needed(sweep), offline=prepared.offline)
+    embedded = connect_ray(
+        target, num_cpus=cpus_needed(sweep), offline=prepared.offline, serve=sweep.serve
+    )
     return run_prepared(
         sweep, prepared, new_run_dir(sweep), embedded=embedded, console=console or Console()
     )
@@ -481,7 +483,10 @@ def resume_sweep(
     sweep = load_run_sweep(run)
     prepared = prepare(sweep)
     embedded = connect_ray(
-        target or RayTarget(), num_cpus=cpus_needed(sweep), offline=prepared.offline
+        target or RayTarget(),
+        num_cpus=cpus_needed(sweep),
+        offline=prepared.offline,
+        serve=sweep.serve,
     )
     return resume_prepared(sweep, prepared, run, embedded=embedded, console=console or Console())
 
@@ -530,7 +535,10 @@ def extend_sweep(
     prior, left_out = past_trials(trials, sweep.space)
     prepared = prepare(sweep)
     embedded = connect_ray(
-        target or RayTarget(), num_cpus=cpus_needed(sweep), offline=prepared.offline
+        target or RayTarget(),
+        num_cpus=cpus_needed(sweep),
+        offline=prepared.offline,
+        serve=sweep.serve,
     )
     extensions = read_before_extend(run).extensions
     extension = {"trials_before": len(trials), "prior": len(prior), "left_out": left_out}

@@ -9,6 +9,7 @@ explanations on their own copies of the model behind a small concurrency limit, 
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import asdict
 from typing import Any
 
@@ -116,6 +117,8 @@ class ModelService:
             "labels": self.classifier.labels,
             "max_length": self.classifier.max_length,
             "runtime": self.settings.runtime,
+            # what passed this request on (serve.ingress); Ray Serve reads it from the environment
+            "ingress": "haproxy" if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "proxy",
             "batching": self.stats.as_dict(),
             "limits": {
                 "max_inputs_per_request": self.settings.max_inputs_per_request,

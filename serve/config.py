@@ -47,8 +47,17 @@ class ServeConfig(StrictModel):
     """The `serve:` section: how the best model is deployed, batched, gated and protected."""
 
     enabled: bool = Field(default=True, description="Deploy the best model when the sweep ends.")
-    host: str = Field(default="127.0.0.1", description="Address the HTTP proxy listens on.")
+    host: str = Field(default="127.0.0.1", description="Address the service listens on.")
     port: int = Field(default=8000, ge=1, le=65535)
+    ingress: Literal["auto", "haproxy", "proxy"] = Field(
+        default="auto",
+        description="What receives HTTP requests on host:port: haproxy (Ray Serve's HAProxy "
+        "mode: HAProxy passes each connection to a replica, which serves HTTP itself; ~3x the "
+        "requests/s of the proxy on 2 cores; ray[serve] ships HAProxy on Linux) or proxy (Ray "
+        "Serve's Python HTTP proxy, which every request passes through). auto: haproxy where "
+        "HAProxy is installed. Applies where hpo starts Ray itself; a cluster's Serve ingress "
+        "is chosen where the cluster starts (RAY_SERVE_ENABLE_HA_PROXY=1).",
+    )
     replicas: int = Field(default=1, ge=1)
     cpus_per_replica: float = Field(default=1.0, gt=0)
     gpus_per_replica: float = Field(default=0.0, ge=0)
@@ -75,7 +84,7 @@ class ServeConfig(StrictModel):
     max_queued_requests: int = Field(
         default=64,
         ge=1,
-        description="Requests the HTTP proxy queues while every replica is busy (or restarting "
+        description="Requests Serve queues while every replica is busy (or restarting "
         "after a crash); more get 503 with Retry-After instead of waiting.",
     )
     explain_steps: int = Field(
@@ -118,6 +127,13 @@ class ServeConfig(StrictModel):
     def replica_threads(self) -> int:
         """Torch threads of one replica: its CPUs, at least one."""
         return max(1, int(self.cpus_per_replica))
+
+    def ray_environment(self) -> dict[str, str]:
+        """The environment an embedded Ray needs for `ingress` (Ray Serve reads it from the
+        environment of every Ray process, so it is set before Ray starts)."""
+        from hpo.serve.ingress import ray_environment
+
+        return ray_environment(self.ingress)
 
     @model_validator(mode="after")
     def _int8_on_cpus(self) -> ServeConfig:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -71,10 +72,34 @@ def _run_app(name: str, live: dict[str, Any], settings: ServeConfig, key: str) -
     from ray import serve
 
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # hpo prints the URL itself
-    serve.start(http_options={"host": settings.host, "port": settings.port})
+    _start_serve(settings)
     serve.run(_application(name, live, settings, key), name=name, route_prefix="/")
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     return f"http://{host}:{settings.port}"
+
+
+_BIND_FAILURE = re.compile(
+    r"Failed to bind to address '([^']+)'|cannot bind socket \([^)]*\) for \[([^\]]+)\]"
+)
+"""How Serve's proxy and HAProxy say that their port is taken."""
+
+
+def _start_serve(settings: ServeConfig) -> None:
+    """Starts Ray Serve's ingress (a no-op where it runs already); a port that another program
+    holds is the user's to fix, not a traceback from inside Ray."""
+    from ray import serve
+    from ray.exceptions import RayTaskError
+
+    try:
+        serve.start(http_options={"host": settings.host, "port": settings.port})
+    except RayTaskError as err:  # Serve's proxy or HAProxy could not listen
+        busy = _BIND_FAILURE.search(str(err))
+        if busy is None:
+            raise
+        raise UserError(
+            f"serve.port: cannot listen on {busy.group(1) or busy.group(2)}, which another "
+            "program holds; stop it or set serve.port to a free port"
+        ) from None
 
 
 def deploy(

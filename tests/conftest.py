@@ -58,11 +58,15 @@ def serve_port() -> int:
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One embedded Ray for every integration test (starting Ray costs seconds)."""
+    """One embedded Ray for every integration test (starting Ray costs seconds), started as
+    `hpo` starts it (with Serve's default ingress)."""
     import ray
 
+    from hpo.search.ray_setup import RayTarget, connect_ray
+    from hpo.serve.config import ServeConfig
+
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
+    connect_ray(RayTarget(), num_cpus=4, serve=ServeConfig())
     yield
     ray.shutdown()
 

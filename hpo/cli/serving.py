@@ -28,6 +28,7 @@ from hpo.search.results import read_summary
 from hpo.search.sweep import Sweep
 from hpo.search.sweepfile import load_run_sweep
 from hpo.serve.client import ModelClient, ServiceError
+from hpo.serve.config import ServeConfig
 from hpo.serve.gate import Candidate, promoted_stack, read_ledger
 
 
@@ -146,7 +147,7 @@ def serve(
     """Deploy a finished run's best model with Ray Serve, behind the promotion gate."""
     run = StorageDir.at(run_dir)
     sweep = load_run_sweep(run)
-    embedded = connect_ray(ray_target(address, verbose))
+    embedded = connect_ray(ray_target(address, verbose), serve=sweep.serve)
     serve_run(run, sweep, keep_serving=keep_serving and embedded, detach=detach)
 
 
@@ -161,10 +162,11 @@ def rollback(
     from hpo.serve.deploy import rollback as roll_back  # imports Ray Serve and torch
 
     root = StorageDir.at(storage)
-    if not promoted_stack(root, name):
+    stack = promoted_stack(root, name)
+    if not stack:
         raise UserError(f"{name}: no promoted model in {storage}/{LEDGER}")
     target: RayTarget = ray_target(address, verbose)
-    embedded = connect_ray(target)
+    embedded = connect_ray(target, serve=ServeConfig.model_validate(stack[-1].get("serve") or {}))
     deployment = roll_back(root, name)
     console.print(f"[yellow]rolled back[/] {name}: {deployment.decision.reason}")
     _announce(deployment, [])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -180,6 +181,22 @@ def test_sigterm_stops_a_foreground_service_cleanly(tiny_model: str, tmp_path: P
     assert process.returncode == 0, "".join(lines) + stdout + stderr
     assert "stopped serving" in stdout
     assert not any(mark in stderr for mark in CLEAN_EXIT), stderr
+
+
+def test_a_taken_serve_port_is_named_not_a_ray_traceback(tiny_model: str, tmp_path: Path) -> None:
+    tree = tiny_sweep(
+        tiny_model, tmp_path / "runs", search={"algorithm": "random", "num_samples": 1}
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        tree["serve"] = {"port": port}
+        process = start_hpo("run", str(write_yaml(tmp_path / "s.yaml", tree)))
+        stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 2, stdout + stderr
+    assert f"serve.port: cannot listen on 127.0.0.1:{port}" in stdout + stderr
+    assert "Traceback" not in stdout + stderr
 
 
 def test_best_prints_the_pareto_front_with_the_deployed_point(tmp_path: Path) -> None:

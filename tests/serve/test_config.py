@@ -3,10 +3,14 @@ that cannot work together are refused when the sweep file is read."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
 from hpo.core.config import RenamedKeyWarning
+from hpo.core.errors import UserError
+from hpo.serve import ingress
 from hpo.serve.config import ServeConfig
 
 
@@ -26,3 +30,27 @@ def test_the_int8_runtime_is_refused_on_gpus() -> None:
     with pytest.raises(ValidationError, match="int8 runs on CPUs only"):
         ServeConfig.model_validate({"runtime": "int8", "gpus_per_replica": 1})
     assert ServeConfig.model_validate({"runtime": "int8"}).runtime == "int8"
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_ingress_auto_takes_haproxy_where_it_is_installed(monkeypatch, installed: bool) -> None:
+    monkeypatch.setattr(ingress, "haproxy_installed", lambda: installed)
+    environment = ServeConfig().ray_environment()
+    assert (environment.get("RAY_SERVE_ENABLE_HA_PROXY") == "1") is installed
+    if installed:  # its files are this process's own, not Ray's machine-wide folder
+        assert all(
+            f"hpo-haproxy-{os.getpid()}" in value
+            for name, value in environment.items()
+            if name.endswith(("_LOC", "_PATH", "_BASE", "_FILE"))
+        )
+
+
+def test_ingress_proxy_keeps_ray_serves_proxy(monkeypatch) -> None:
+    monkeypatch.setattr(ingress, "haproxy_installed", lambda: True)
+    assert ServeConfig.model_validate({"ingress": "proxy"}).ray_environment() == {}
+
+
+def test_ingress_haproxy_without_haproxy_says_what_to_install(monkeypatch) -> None:
+    monkeypatch.setattr(ingress, "haproxy_installed", lambda: False)
+    with pytest.raises(UserError, match="pip install 'ray\\[serve\\]'.*serve.ingress: proxy"):
+        ServeConfig.model_validate({"ingress": "haproxy"}).ray_environment()
