@@ -7,10 +7,10 @@
     client.explain("a gorgeous, witty film")["tokens"]
 
 Every call is idempotent (a prediction changes nothing on the server), so a call that cannot
-connect, or gets 502/503/504 (a replica restarting, an overloaded explainer), is retried with
-exponential backoff, waiting at least what the service's Retry-After asks. So is a 500 that
-is not the service's own JSON error: Ray Serve's proxy answers a request whose replica died
-mid-request with a plain 500.
+connect, is cut off midway, or gets 502/503/504 (a replica restarting, an overloaded explainer),
+is retried with exponential backoff, waiting at least what the service's Retry-After asks. So
+is a 500 that is not the service's own JSON error: Ray Serve's proxy answers a request whose
+replica died mid-request with a plain 500 (behind HAProxy its connection just closes).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import requests
+from requests.exceptions import ChunkedEncodingError
 
 RETRYABLE = frozenset({502, 503, 504})
 MAX_BACKOFF_S = 8.0
@@ -74,7 +75,8 @@ class ModelClient:
                     timeout=self.timeout,
                     headers={"Authorization": f"Bearer {self.api_key}"},
                 )
-            except (requests.ConnectionError, requests.Timeout):
+            # ChunkedEncodingError: the answer was cut off, e.g. its replica died mid-response
+            except (requests.ConnectionError, requests.Timeout, ChunkedEncodingError):
                 if last:
                     raise
                 self._wait(attempt, None)

@@ -50,7 +50,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def serve_port() -> int:
-    """One free port for Ray Serve's HTTP proxy (Serve keeps its first port per Ray session)."""
+    """One free port for the service (Serve keeps its first port per Ray session)."""
     from tests.helpers import free_port
 
     return free_port()

@@ -54,6 +54,17 @@ def test_a_restarting_replica_is_retried_with_backoff(scripted) -> None:
     assert scripted.times[1] - scripted.times[0] >= 1.0  # Retry-After, not the 0.05 s backoff
 
 
+def test_an_answer_cut_off_midway_is_retried(scripted) -> None:
+    """A replica that dies after its headers: behind HAProxy the body just ends."""
+    scripted.script = [
+        (200, {"Content-Type": "application/json", "Content-Length": "175"}, ""),
+        (200, {"Content-Type": "application/json"}, PREDICTED),
+    ]
+    client = ModelClient(f"http://127.0.0.1:{scripted.server_port}", "k" * 40, backoff_s=0.01)
+    assert client.predict("fine")["label"] == "positive"
+    assert len(scripted.times) == 2
+
+
 def test_client_errors_are_not_retried(scripted) -> None:
     scripted.script = [(422, {}, '{"error": "text: Input should be a valid string"}')]
     client = ModelClient(f"http://127.0.0.1:{scripted.server_port}", "k" * 40)

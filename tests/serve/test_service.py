@@ -372,7 +372,7 @@ def test_a_killed_replica_costs_retrying_clients_nothing(service) -> None:
                 answer = session.post(
                     service["url"] + "/predict", json={"text": "fine"}, headers=headers, timeout=120
                 )
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
                 plain["closed"] += 1
                 continue
             plain[answer.status_code] += 1
