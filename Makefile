@@ -52,8 +52,8 @@ QUICK_RUNS := "cold_start.py --rounds 1" "checkpoint_cost.py" "tune_overhead.py 
 	"serve_throughput.py --seconds 3 --rounds 1" "trainer_throughput.py --samples 240 --rounds 1" \
 	"hpo_efficiency.py"
 FULL_RUNS := "cold_start.py" "checkpoint_cost.py --sweep" "tune_overhead.py --trials 1000 --profile" \
-	"serve_throughput.py" "serve_throughput.py --runtime int8" "trainer_throughput.py" \
-	"quickstart_vs_trainer.py" "hpo_efficiency.py"
+	"serve_throughput.py" "serve_throughput.py --ingress proxy" "serve_throughput.py --runtime int8" \
+	"trainer_throughput.py" "quickstart_vs_trainer.py" "hpo_efficiency.py"
 
 bench-tools:
 	@command -v wrk >/dev/null 2>&1 || { sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
