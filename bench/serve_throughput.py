@@ -35,6 +35,8 @@ import yaml
 from quickstart_runs import REPO, run_quickstart
 from results import QUICK, spread, write_result
 
+from hpo.serve.client import ModelClient
+
 BENCH = Path(__file__).resolve().parent
 CLIENTS = (1, 8, 32)
 THREADS = 2
@@ -186,10 +188,6 @@ def same_labels(ours: str, key: str, naive: str, texts: list[str]) -> dict:
     return {"texts": len(texts), "same_label": agree}
 
 
-def service_info(url: str, key: str) -> dict:
-    return requests.get(f"{url}/info", headers={"X-API-Key": key}, timeout=30).json()
-
-
 def measure(ours: str, key: str, naive: str, seconds: float, rounds: int) -> dict:
     for url, url_key in ((ours, key), (naive, "")):  # warm both up
         wrk(url, url_key, 8, 3)
@@ -236,7 +234,7 @@ def main() -> None:
         threads = replica_threads(run_dir)
         with hpo_service(run_dir) as (ours, key), naive_service(checkpoint, threads) as naive:
             labels = same_labels(ours, key, naive, validation.sentence.head(50).tolist())
-            ingress = service_info(ours, key)["ingress"]
+            ingress = ModelClient(ours, key).info()["ingress"]
             table = measure(ours, key, naive, args.seconds, args.rounds)
     at_1, at_32 = table[1], table[32]
     ratio_32 = at_32["throughput_ratio"]["median"]

@@ -9,7 +9,6 @@ explanations on their own copies of the model behind a small concurrency limit, 
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import asdict
 from typing import Any
 
@@ -17,6 +16,7 @@ from fastapi import FastAPI, HTTPException
 from ray import serve
 from ray.serve.config import BackpressureConfig
 
+from hpo.serve import ingress
 from hpo.serve.config import ServeConfig
 from hpo.serve.http import create_api
 from hpo.serve.keys import check_key
@@ -117,8 +117,7 @@ class ModelService:
             "labels": self.classifier.labels,
             "max_length": self.classifier.max_length,
             "runtime": self.settings.runtime,
-            # what passed this request on (serve.ingress); Ray Serve reads it from the environment
-            "ingress": "haproxy" if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "proxy",
+            "ingress": ingress.in_use(),
             "batching": self.stats.as_dict(),
             "limits": {
                 "max_inputs_per_request": self.settings.max_inputs_per_request,

@@ -39,7 +39,7 @@ class Deployment:
     notes: list[str] = field(default_factory=list)
 
 
-def _settings_of(entry: dict[str, Any]) -> ServeConfig:
+def settings_of(entry: dict[str, Any]) -> ServeConfig:
     """The serving settings a ledger entry was decided with (defaults for entries written
     before the ledger recorded them)."""
     return ServeConfig.model_validate(entry.get("serve") or {})
@@ -134,7 +134,7 @@ def deploy(
     if live["checkpoint_sha256"] != decision.checkpoint_sha256:  # the live model stays
         _verified(live)
     # the live model runs as it was judged: a rejected int8 candidate leaves it as it was
-    settings = settings.model_copy(update={"runtime": _settings_of(live).runtime})
+    settings = settings.model_copy(update={"runtime": settings_of(live).runtime})
     key, key_file = api_key(storage)
     url = _run_app(candidate.name, live, settings, key)
     return Deployment(candidate.name, url, decision, live, key_file, notes)
@@ -170,7 +170,7 @@ def rollback(storage: StorageDir, name: str) -> Deployment:
     )
     gate.append(storage, decision)
     key, key_file = api_key(storage)
-    url = _run_app(name, previous, _settings_of(previous), key)
+    url = _run_app(name, previous, settings_of(previous), key)
     return Deployment(name, url, decision, previous, key_file)
 
 
@@ -192,4 +192,4 @@ def service_app(args: dict[str, str]) -> Any:
         )
     live = _verified(stack[-1])
     key, _ = api_key(storage)
-    return _application(name, live, _settings_of(live), key)
+    return _application(name, live, settings_of(live), key)

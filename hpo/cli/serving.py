@@ -28,7 +28,6 @@ from hpo.search.results import read_summary
 from hpo.search.sweep import Sweep
 from hpo.search.sweepfile import load_run_sweep
 from hpo.serve.client import ModelClient, ServiceError
-from hpo.serve.config import ServeConfig
 from hpo.serve.gate import Candidate, promoted_stack, read_ledger
 
 
@@ -159,15 +158,15 @@ def rollback(
     verbose: VerboseOption = False,
 ) -> None:
     """Redeploy the model promoted before the live one of a sweep name."""
-    from hpo.serve.deploy import rollback as roll_back  # imports Ray Serve and torch
+    from hpo.serve import deploy  # imports Ray Serve and torch
 
     root = StorageDir.at(storage)
     stack = promoted_stack(root, name)
     if not stack:
         raise UserError(f"{name}: no promoted model in {storage}/{LEDGER}")
     target: RayTarget = ray_target(address, verbose)
-    embedded = connect_ray(target, serve=ServeConfig.model_validate(stack[-1].get("serve") or {}))
-    deployment = roll_back(root, name)
+    embedded = connect_ray(target, serve=deploy.settings_of(stack[-1]))
+    deployment = deploy.rollback(root, name)
     console.print(f"[yellow]rolled back[/] {name}: {deployment.decision.reason}")
     _announce(deployment, [])
     _wait(keep_serving and embedded)
