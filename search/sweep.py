@@ -240,7 +240,7 @@ class Sweep(StrictModel):
             if isinstance(self.mode, list):
                 raise ValueError("mode: a list of modes goes with a list of metrics")
             return
-        first, *costs = self.metric
+        first, *costs = self.metric or [None]  # an empty list names no metric at all
         if first not in METRICS or not costs:
             raise ValueError(
                 f"metric: list a validation metric ({', '.join(METRICS)}) first, then one or "

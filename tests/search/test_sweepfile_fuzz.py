@@ -126,6 +126,7 @@ def hpo_exit(*args: str) -> tuple[int, str]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutations=st.lists(st.tuples(st.sampled_from(KEYS), VALUES), min_size=1, max_size=3))
+@example(mutations=[("metric", [])])  # an empty list of metrics: "not enough values to unpack"
 def test_a_broken_sweep_file_is_one_clear_error(
     mutations: list[tuple[str, Any]], tmp_path_factory
 ) -> None:
