@@ -7,6 +7,7 @@ it from the driver's environment before it starts."""
 
 from __future__ import annotations
 
+import glob
 import importlib.util
 import os
 import random
@@ -44,6 +45,29 @@ def _free_port() -> int:
     raise UserError("no free port in 20000-29999 for HAProxy's stats; set serve.ingress: proxy")
 
 
+FILES_PREFIX = "hpo-haproxy-"
+"""Each hpo process's HAProxy files: $TMP/hpo-haproxy-<pid>."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_files_of_ended_processes() -> None:
+    """The folders of hpo processes that have ended: nothing reads them any more, and Ray
+    leaves them behind (after a kill as after a clean exit)."""
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), f"{FILES_PREFIX}*")):
+        pid = folder.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def ray_environment(ingress: str) -> dict[str, str]:
     """Ray Serve's settings for `ingress` (auto, haproxy or proxy): none for its proxy."""
     installed = haproxy_installed()
@@ -56,7 +80,8 @@ def ray_environment(ingress: str) -> dict[str, str]:
         return {}
     # Ray's defaults are machine-wide (one folder, fixed stats and metrics ports): each hpo
     # process keeps its own, so that several services can run on one machine
-    files = os.path.join(tempfile.gettempdir(), f"hpo-haproxy-{os.getpid()}")
+    _remove_files_of_ended_processes()
+    files = os.path.join(tempfile.gettempdir(), f"{FILES_PREFIX}{os.getpid()}")
     return {
         HAPROXY_MODE: "1",
         # one thread passes thousands of requests/s; more only take cores from the model

@@ -4,6 +4,8 @@ that cannot work together are refused when the sweep file is read."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from pydantic import ValidationError
@@ -54,3 +56,17 @@ def test_ingress_haproxy_without_haproxy_says_what_to_install(monkeypatch) -> No
     monkeypatch.setattr(ingress, "haproxy_installed", lambda: False)
     with pytest.raises(UserError, match="pip install 'ray\\[serve\\]'.*serve.ingress: proxy"):
         ServeConfig.model_validate({"ingress": "haproxy"}).ray_environment()
+
+
+def test_haproxy_files_of_ended_processes_are_removed(monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(ingress, "haproxy_installed", lambda: True)
+    monkeypatch.setattr(ingress.tempfile, "gettempdir", lambda: str(tmp_path))
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    gone = tmp_path / f"hpo-haproxy-{ended.pid}"
+    alive = tmp_path / f"hpo-haproxy-{os.getppid()}"  # another hpo process, still running
+    for folder in (gone, alive):
+        (folder / "state").mkdir(parents=True)
+    ServeConfig().ray_environment()
+    assert not gone.exists()
+    assert alive.exists()
