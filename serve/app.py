@@ -1,10 +1,10 @@
 """The Ray Serve deployment: one `TextClassifier` per replica behind the HTTP API of
 `hpo.serve.http`, which each replica builds from its own settings once it has started.
 
-Single texts from concurrent requests share forward passes through `@serve.batch`; the forward
-passes and the integrated gradients of /explain run in threads, off the event loop, and the
-explanations on their own copies of the model behind a small concurrency limit, so that
-/predict never waits on them."""
+Single texts from concurrent requests share forward passes through `@serve.batch`. The forward
+passes run off the event loop on one thread (`hpo.serve.threads` says why one), and the
+integrated gradients of /explain each on a thread of their own, on their own copies of the
+model behind a small concurrency limit, so that /predict never waits on them."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from hpo.serve.keys import check_key
 from hpo.serve.limits import Busy, Slots
 from hpo.serve.model import Prediction, TextClassifier
 from hpo.serve.schemas import ExplainRequest, PredictRequest
+from hpo.serve.threads import TorchThread, run_in_own_thread
 
 RETRY_AFTER_S = 1
 """What a 503 (a full queue, too many explanations) asks clients to wait."""
@@ -70,8 +71,9 @@ class ModelService:
         self, checkpoint: str, info: dict[str, Any], api_key: str, settings: ServeConfig
     ) -> None:
         check_key(api_key, "the service")  # an empty key would let every request through
-        self.classifier = TextClassifier(
-            checkpoint, threads=settings.replica_threads, runtime=settings.runtime
+        self.torch_thread = TorchThread("hpo-model")
+        self.classifier = self.torch_thread.call(
+            TextClassifier, checkpoint, threads=settings.replica_threads, runtime=settings.runtime
         )
         self.model_info = info
         self.api_key = api_key
@@ -80,7 +82,9 @@ class ModelService:
         concurrency = settings.explain_concurrency
         self.explain_slots = Slots(concurrency, EXPLAIN_WAITING * concurrency)
         # one copy of the model per slot: explanations run in threads beside predictions
-        self.idle_explainers = [self.classifier.twin() for _ in range(concurrency)]
+        self.idle_explainers = [
+            self.torch_thread.call(self.classifier.twin) for _ in range(concurrency)
+        ]
         self._predict_batch.set_max_batch_size(settings.max_batch_size)
         self._predict_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
 
@@ -109,7 +113,7 @@ class ModelService:
             self.settings.batch_wait_timeout_s if len(inputs) > 1 else 0.0
         )
         texts, pairs = [t for t, _ in inputs], [p for _, p in inputs]
-        return await asyncio.to_thread(self.classifier.predict, texts, pairs)
+        return await self.torch_thread.run(self.classifier.predict, texts, pairs)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -147,7 +151,7 @@ class ModelService:
             async with self.explain_slots.take():
                 explainer = self.idle_explainers.pop()  # a slot is held: one is idle
                 try:
-                    explanation = await asyncio.to_thread(
+                    explanation = await run_in_own_thread(
                         explainer.explain,
                         body.text,
                         body.text_pair,
