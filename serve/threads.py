@@ -17,6 +17,12 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+async def _run_on(executor: ThreadPoolExecutor, function: Callable[..., T], *args, **kwargs) -> T:
+    """Awaits `function` on `executor`'s thread from the running event loop."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(executor, functools.partial(function, *args, **kwargs))
+
+
 class TorchThread:
     """One long-lived thread that runs calls one after another."""
 
@@ -29,17 +35,13 @@ class TorchThread:
 
     async def run(self, function: Callable[..., T], *args, **kwargs) -> T:
         """Runs `function` on this thread without blocking the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, functools.partial(function, *args, **kwargs)
-        )
+        return await _run_on(self._executor, function, *args, **kwargs)
 
 
 async def run_in_own_thread(function: Callable[..., T], *args, **kwargs) -> T:
     """Runs `function` on a new thread that ends once it returns."""
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-once")
     try:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, functools.partial(function, *args, **kwargs))
+        return await _run_on(executor, function, *args, **kwargs)
     finally:
         executor.shutdown(wait=False)  # the thread ends at once: its call has returned
