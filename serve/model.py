@@ -13,7 +13,7 @@ import torch
 from hpo.core.errors import UserError
 from hpo.core.rundir import TRAINING_STATE
 from hpo.core.storage import local_checkpoint
-from hpo.trainables.costs import quantized_int8
+from hpo.trainables.costs import as_served
 
 
 @dataclass(frozen=True)
@@ -43,13 +43,6 @@ def checkpoint_folder(checkpoint: str) -> str:
     return local_checkpoint(checkpoint, exclude=(TRAINING_STATE,))
 
 
-def _int8(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """The model as `serve.runtime: int8` runs it (dynamic quantization, CPUs only)."""
-    if device.type != "cpu":
-        raise UserError("serve.runtime: int8 runs on CPUs only; use torch on GPUs")
-    return quantized_int8(model)
-
-
 class TextClassifier:
     """A `save_pretrained` classification checkpoint, ready for inference."""
 
@@ -72,9 +65,11 @@ class TextClassifier:
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         self.model = AutoModelForSequenceClassification.from_pretrained(checkpoint)
         self.model.to(self.device).eval()
-        self.float_model = self.model  # what explanations differentiate (int8 has no gradients)
-        if runtime == "int8":
-            self.model = _int8(self.model, self.device)
+        # what explanations differentiate: int8 and packed layers have no gradients
+        self.float_model = self.model
+        if runtime == "int8" and self.device.type != "cpu":
+            raise UserError("serve.runtime: int8 runs on CPUs only; use torch on GPUs")
+        self.model = as_served(self.model, runtime)
         config = self.model.config
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         positions = getattr(config, "max_position_embeddings", 512)
@@ -161,7 +156,7 @@ class TextClassifier:
         input_ids = encoded["input_ids"]
         extra = {k: v for k, v in encoded.items() if k != "input_ids"}
         with torch.no_grad():
-            probabilities = self.model(**encoded).logits.float().softmax(-1)[0].cpu()
+            probabilities = self.float_model(**encoded).logits.float().softmax(-1)[0].cpu()
         target = int(probabilities.argmax())
 
         special = torch.tensor(
@@ -176,9 +171,9 @@ class TextClassifier:
 
         def forward(ids: torch.Tensor) -> torch.Tensor:
             repeated = {k: v.expand(ids.shape[0], -1) for k, v in extra.items()}
-            return self.model(input_ids=ids, **repeated).logits.float().softmax(-1)
+            return self.float_model(input_ids=ids, **repeated).logits.float().softmax(-1)
 
-        integrated = LayerIntegratedGradients(forward, self.model.get_input_embeddings())
+        integrated = LayerIntegratedGradients(forward, self.float_model.get_input_embeddings())
         attributions, delta = integrated.attribute(
             input_ids,
             baselines=baseline,

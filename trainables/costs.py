@@ -26,6 +26,7 @@ import torch
 
 from hpo.trainables.encoding import EncodedSplit
 from hpo.trainables.job import ServingProbe
+from hpo.trainables.packed import packed_linears
 
 Batch = TypeVar("Batch")
 
@@ -36,6 +37,14 @@ def quantized_int8(model: torch.nn.Module) -> torch.nn.Module:
     with warnings.catch_warnings():  # torch points eager-mode quantization users to torchao
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def as_served(model: torch.nn.Module, runtime: str) -> torch.nn.Module:
+    """The model (in eval mode) as a service runs it under `serve.runtime`: int8 quantized, or
+    for torch its linear layers packed for oneDNN on a CPU (`hpo.trainables.packed`)."""
+    if runtime == "int8":
+        return quantized_int8(model)
+    return packed_linears(model)
 
 
 def weights_size(model: torch.nn.Module) -> tuple[int, float]:
@@ -70,8 +79,7 @@ def serving_costs(
     the batch's longest, truncated at the model's limit), a forward pass, a softmax."""
     served = copy.deepcopy(model).to("cpu").eval()
     params, size_mb = weights_size(served)
-    if probe.runtime == "int8":
-        served = quantized_int8(served)
+    served = as_served(served, probe.runtime)
     limit = min(tokenizer.model_max_length, served.config.max_position_embeddings)
 
     def predict(texts: list[str]) -> torch.Tensor:
