@@ -52,7 +52,7 @@ class ServeConfig(StrictModel):
     ingress: Literal["auto", "haproxy", "proxy"] = Field(
         default="auto",
         description="What receives HTTP requests on host:port: haproxy (Ray Serve's HAProxy "
-        "mode: HAProxy passes each connection to a replica, which serves HTTP itself; ~4.2x the "
+        "mode: HAProxy passes each connection to a replica, which serves HTTP itself; ~3.2x the "
         "requests/s of the proxy on 2 cores; ray[serve] ships HAProxy on Linux) or proxy (Ray "
         "Serve's Python HTTP proxy, which every request passes through). auto: haproxy where "
         "HAProxy is installed. Applies where hpo starts Ray itself; a cluster's Serve ingress "
