@@ -87,16 +87,23 @@ def plan_arms(sweep: Sweep) -> list[Arm]:
     ]
 
 
+SHARED_SETTINGS = ("grace_period", "reduction_factor")
+"""Settings another scheduler takes from the sweep's, where both have them: ASHA against
+Hyperband halves at the same rate (at its default of 3 on 4 reports, Hyperband has a single
+bracket that stops anything: 2 trials after their first report)."""
+
+
 def _scheduler(sweep: Sweep, name: str) -> Any:
     """The sweep's own scheduler when it is the one named, else that scheduler with its
-    defaults, the sweep's max_epochs and (where it has one) grace period."""
+    defaults, the sweep's max_epochs and the settings in SHARED_SETTINGS it has."""
     if name == sweep.scheduler.name:
         return sweep.scheduler
     cls = SCHEDULERS[name]
     settings: dict[str, Any] = {"name": name, "max_epochs": sweep.scheduler.max_epochs}
-    grace = getattr(sweep.scheduler, "grace_period", None)
-    if grace is not None and "grace_period" in cls.model_fields:
-        settings["grace_period"] = grace
+    for setting in SHARED_SETTINGS:
+        value = getattr(sweep.scheduler, setting, None)
+        if value is not None and setting in cls.model_fields:
+            settings[setting] = value
     return cls.model_validate(settings)
 
 

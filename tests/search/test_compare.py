@@ -78,6 +78,25 @@ def test_successive_halving_gets_one_bracket_sized_to_the_budget(tmp_path: Path)
     assert arm.search.num_samples == 8
 
 
+def test_other_halving_schedulers_take_the_sweeps_grace_period_and_reduction_factor(
+    tmp_path: Path,
+) -> None:
+    sweep = compare_sweep(
+        tmp_path,
+        scheduler={"name": "asha", "max_epochs": 1, "grace_period": 0.25, "reduction_factor": 2},
+        compare={"algorithms": ["random"], "schedulers": ["asha", "hyperband", "median"]},
+    )
+    arms = StorageDir.at(tmp_path / "arms")
+    built = {
+        arm.scheduler: arm_sweep(sweep, arm, BUDGET, TRAIN, arms).scheduler
+        for arm in plan_arms(sweep)
+    }
+    assert built["hyperband"].reduction_factor == 2  # not Hyperband's default of 3
+    assert built["hyperband"].max_epochs == 1
+    assert built["median"].grace_period == 0.25
+    assert not hasattr(built["median"], "reduction_factor")
+
+
 @pytest.mark.parametrize("population", ["pbt", "pb2"])
 def test_a_population_runs_as_a_random_arm_that_trains_the_budget(
     population: str, tmp_path: Path
