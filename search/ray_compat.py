@@ -5,9 +5,16 @@ tests/search/test_ray_compat.py that fails loudly when a Ray upgrade changes it.
   the `ExperimentAnalysis` behind a `ResultGrid` (`_experiment_analysis`) holds the trials.
 - Ray has no synchronous successive halving; Hyperband is a set of such brackets, so one
   bracket of `HyperBandScheduler` shaped by hand (`hyperband._Bracket`) is one.
+- Ray's Hyperband opens its brackets from s = 0 (no early stopping) up; ours from s_max down,
+  by renumbering the bracket Ray asks for (`_get_n0`, `_get_r0`, `_s_max_1`, `_create_bracket`).
 - Ray's bracket, once finished, stops the trials it paused but misses one whose pause is still
   saving its checkpoint: that trial ends up PAUSED for ever and the sweep never ends. Both our
   schedulers use a bracket that stops it too (`_Bracket.cleanup_full`).
+- Ray's result loggers (`JsonLoggerCallback`, `CSVLoggerCallback`), when a trial with a
+  checkpoint starts again, copy its result file from storage over the driver's local copy
+  (`LoggerCallback._restore_from_remote`). The local copy is uploaded every few seconds, so a
+  trial paused and promoted in between lost the reports it made since the last upload; ours
+  copy from storage only when there is no local file (a driver that restarted).
 - Ray's PBT draws its choices (whom to copy, how to perturb) from the process-wide `random`,
   and PB2 its acquisition's starting points from numpy's; ours draw them from their own seeded
   states, swapped in around the one method that decides
@@ -26,10 +33,11 @@ Ray is imported inside the functions: the sweep file's validation imports this m
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ray.tune import ResultGrid
+    from ray.tune import Callback, ResultGrid
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import TrialScheduler
     from ray.tune.search import Searcher
@@ -38,6 +46,25 @@ if TYPE_CHECKING:
 def trials_of(results: ResultGrid) -> list[Trial]:
     """The trials behind `results`, in the same order: their id, config and final status."""
     return list(results._experiment_analysis.trials)
+
+
+def result_loggers() -> list[Callback]:
+    """Tune's JSON and CSV result loggers (`result.json`, `progress.csv`, which `ResultGrid`
+    reads), keeping the driver's own file of a trial that resumes in the same run."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    class KeepsTheLocalFile:
+        def _restore_from_remote(self, file_name: str, trial: Trial) -> None:
+            if not Path(trial.local_path, file_name).exists():
+                super()._restore_from_remote(file_name, trial)  # type: ignore[misc]
+
+    class JsonLogger(KeepsTheLocalFile, JsonLoggerCallback):
+        pass
+
+    class CsvLogger(KeepsTheLocalFile, CSVLoggerCallback):
+        pass
+
+    return [JsonLogger(), CsvLogger()]
 
 
 def _bracket_class() -> type:
@@ -58,12 +85,26 @@ def _bracket_class() -> type:
 
 
 def hyperband(*, time_attr: str, max_t: int, reduction_factor: float) -> TrialScheduler:
-    """Ray's HyperBandScheduler with brackets that stop every trial they paused."""
+    """Ray's HyperBandScheduler with brackets that stop every trial they paused, opened in Li et
+    al.'s order: from s_max (the most trials, first halved at max_t / eta^s_max) down to s = 0
+    (s_max + 1 trials run to max_t, nothing stopped). Ray opens s = 0 first, so a sweep whose
+    budget covers one bracket stopped nothing early."""
     from ray.tune.schedulers import HyperBandScheduler
 
     bracket = _bracket_class()
 
     class Hyperband(HyperBandScheduler):
+        def __init__(self) -> None:
+            super().__init__(time_attr=time_attr, max_t=max_t, reduction_factor=reduction_factor)
+            # Ray asks for bracket s = len(band); its sizes and first rungs come from
+            # `_get_n0(s)` and `_get_r0(s)` (a bracket whose first rung rounds to 0 is skipped)
+            n0, r0 = self._get_n0, self._get_r0
+            self._get_n0 = lambda s: n0(self._reversed(s))
+            self._get_r0 = lambda s: r0(self._reversed(s))
+
+        def _reversed(self, s: int) -> int:
+            return self._s_max_1 - 1 - s
+
         def _create_bracket(self, s: int) -> Any:
             return bracket(
                 time_attr=self._time_attr,
@@ -71,11 +112,11 @@ def hyperband(*, time_attr: str, max_t: int, reduction_factor: float) -> TrialSc
                 init_t_attr=self._get_r0(s),
                 max_t_attr=self._max_t_attr,
                 eta=self._eta,
-                s=s,
+                s=self._reversed(s),
                 stop_last_trials=self._stop_last_trials,
             )
 
-    return Hyperband(time_attr=time_attr, max_t=max_t, reduction_factor=reduction_factor)
+    return Hyperband()
 
 
 def successive_halving(

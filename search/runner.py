@@ -28,6 +28,7 @@ from hpo.search.callbacks import ConsoleProgress, DiskGuard, SampleBudget, Tenso
 from hpo.search.compute import read_curve
 from hpo.search.pareto import front_summary
 from hpo.search.prepare import Prepared, prepare
+from hpo.search.ray_compat import result_loggers
 from hpo.search.ray_setup import (
     RayTarget,
     connect_ray,
@@ -200,6 +201,7 @@ def _tune_configs(
             ConsoleProgress(metric=sweep.metric, mode=sweep.mode, max_epochs=job.max_epochs),
             tensorboard,
             DiskGuard(run, sweep.search.max_concurrent),
+            *result_loggers(),
         ],
         stop=sample_budget,
         failure_config=tune.FailureConfig(max_failures=sweep.search.max_failures),

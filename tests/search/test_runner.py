@@ -128,9 +128,9 @@ def test_successive_halving_pauses_promotes_and_resumes(tiny_model: str, tmp_pat
         assert row["step"] == previous["step"] + steps_per_report
 
 
-def test_hyperband_halves_its_second_bracket(tiny_model: str, tmp_path: Path) -> None:
-    """max_t = 2 reports, reduction 2: bracket one runs 2 trials fully, bracket two starts 2
-    trials at 1 report and keeps 1."""
+def test_hyperband_halves_its_first_bracket(tiny_model: str, tmp_path: Path) -> None:
+    """max_t = 2 reports, reduction 2: bracket one starts 2 trials at 1 report and keeps 1,
+    bracket two runs 2 trials fully."""
     hyperband = {"name": "hyperband", "max_epochs": 1, "reduction_factor": 2}
     summary = run_scheduled(tiny_model, tmp_path, hyperband, trials=4, concurrent=4)
     table = trials_table(summary)
