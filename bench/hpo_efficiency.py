@@ -63,6 +63,12 @@ def grid_epochs(sets: list[str]) -> float:
     return points * sweep.scheduler.max_epochs
 
 
+def space_searched(sets: list[str]) -> dict[str, str]:
+    """The sweep's space as text (`loguniform(1e-05, 0.001)`), to tell runs of past spaces apart."""
+    space = load_sweep(SWEEP, sets).space
+    return {name: f"{dim.kind}{dim.args}" for name, dim in space.items()}
+
+
 def run_comparison(
     name: str, algorithms: str, schedulers: str, epochs: float, seeds: int, sets: list[str]
 ) -> Path:
@@ -129,7 +135,13 @@ def main() -> None:
             arms += arm_figures(compare_dir)
     met, grid, best, fraction = verdict(arms)
     gap = (grid["mean_best"] - best["mean_best"]) * 100
-    figures = {"grid_epochs": full, "seeds": args.seeds, "overrides": sets[:-1], "arms": arms}
+    figures = {
+        "grid_epochs": full,
+        "space": space_searched(sets),
+        "seeds": args.seeds,
+        "overrides": sets[:-1],
+        "arms": arms,
+    }
     print(figures)
     write_result(
         "hpo_efficiency",
