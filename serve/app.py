@@ -121,6 +121,7 @@ class ModelService:
             "labels": self.classifier.labels,
             "max_length": self.classifier.max_length,
             "runtime": self.settings.runtime,
+            "linear_layers": self.classifier.linear_kernels,
             "ingress": ingress.in_use(),
             "batching": self.stats.as_dict(),
             "limits": {

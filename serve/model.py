@@ -13,7 +13,7 @@ import torch
 from hpo.core.errors import UserError
 from hpo.core.rundir import TRAINING_STATE
 from hpo.core.storage import local_checkpoint
-from hpo.trainables.costs import as_served
+from hpo.trainables.costs import as_served, linear_kernels
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,7 @@ class TextClassifier:
         if runtime == "int8" and self.device.type != "cpu":
             raise UserError("serve.runtime: int8 runs on CPUs only; use torch on GPUs")
         self.model = as_served(self.model, runtime)
+        self.linear_kernels = linear_kernels(self.model)
         config = self.model.config
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         positions = getattr(config, "max_position_embeddings", 512)

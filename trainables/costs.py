@@ -26,7 +26,7 @@ import torch
 
 from hpo.trainables.encoding import EncodedSplit
 from hpo.trainables.job import ServingProbe
-from hpo.trainables.packed import packed_linears
+from hpo.trainables.packed import PackedLinear, packed_linears
 
 Batch = TypeVar("Batch")
 
@@ -45,6 +45,17 @@ def as_served(model: torch.nn.Module, runtime: str) -> torch.nn.Module:
     if runtime == "int8":
         return quantized_int8(model)
     return packed_linears(model)
+
+
+def linear_kernels(model: torch.nn.Module) -> str:
+    """What runs a served model's linear layers, for /info: "onednn_packed", "int8_dynamic" or
+    "torch" (eager: on a GPU, or where `as_served` could not pack)."""
+    kinds = {type(module) for module in model.modules()}
+    if PackedLinear in kinds:
+        return "onednn_packed"
+    if torch.ao.nn.quantized.dynamic.Linear in kinds:
+        return "int8_dynamic"
+    return "torch"
 
 
 def weights_size(model: torch.nn.Module) -> tuple[int, float]:

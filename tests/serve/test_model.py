@@ -52,6 +52,11 @@ def test_explanation_scores_every_word_token(classifier: TextClassifier) -> None
     assert explanation.convergence_delta < 0.05
 
 
+def test_the_torch_runtime_on_a_cpu_packs_the_linear_layers(classifier: TextClassifier) -> None:
+    assert classifier.linear_kernels == "onednn_packed"
+    assert classifier.predict(["a fine film"])[0].probabilities
+
+
 def test_the_int8_runtime_quantizes_the_linear_layers_and_answers_alike(
     classifier: TextClassifier, tiny_model: str
 ) -> None:
@@ -60,6 +65,7 @@ def test_the_int8_runtime_quantizes_the_linear_layers_and_answers_alike(
     int8 = TextClassifier(tiny_model, device="cpu", runtime="int8")
     kinds = {type(module) for module in int8.model.modules()}
     assert torch.ao.nn.quantized.dynamic.Linear in kinds and torch.nn.Linear not in kinds
+    assert int8.linear_kernels == "int8_dynamic"
     texts = ["a fine film", "dull and long", "ok"]
     for fast, exact in zip(int8.predict(texts), classifier.predict(texts), strict=True):
         assert fast.score == pytest.approx(exact.score, abs=0.05)

@@ -96,6 +96,7 @@ def test_info_describes_the_live_model(service) -> None:
     assert 0 <= info["test_metric"] <= 1
     assert len(info["checkpoint_sha256"]) == 64
     assert {"deployed_at", "ray_version", "transformers_version", "run_dir"} <= set(info)
+    assert (info["runtime"], info["linear_layers"]) == ("torch", "onednn_packed")  # on a CPU
 
 
 def test_haproxy_passes_requests_to_the_replica(service) -> None:
