@@ -32,6 +32,7 @@ from results import QUICK, write_result
 from hpo.core.storage import StorageDir
 from hpo.search.report import compare_arms
 from hpo.search.space import as_grid
+from hpo.search.sweep import Sweep
 from hpo.search.sweepfile import load_sweep
 
 SWEEP = REPO / "bench" / "hpo_efficiency.yaml"
@@ -55,18 +56,16 @@ COMPARISONS = [
 ]
 
 
-def grid_epochs(sets: list[str]) -> float:
+def grid_epochs(sweep: Sweep) -> float:
     """Grid's budget in epochs: every grid point trained for max_epochs."""
-    sweep = load_sweep(SWEEP, sets)
     grid = as_grid(sweep.space, sweep.compare.grid_points)
     points = math.prod(len(dim.args) for dim in grid.values())
     return points * sweep.scheduler.max_epochs
 
 
-def space_searched(sets: list[str]) -> dict[str, str]:
+def space_searched(sweep: Sweep) -> dict[str, str]:
     """The sweep's space as text (`loguniform(1e-05, 0.001)`), to tell runs of past spaces apart."""
-    space = load_sweep(SWEEP, sets).space
-    return {name: f"{dim.kind}{dim.args}" for name, dim in space.items()}
+    return {name: f"{dim.kind}{dim.args}" for name, dim in sweep.space.items()}
 
 
 def run_comparison(
@@ -126,7 +125,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         storage = args.keep or scratch
         sets = [*(QUICK_SETS if QUICK else []), f"storage={storage}"]
-        full = grid_epochs(sets)
+        sweep = load_sweep(SWEEP, sets)
+        full = grid_epochs(sweep)
         arms = []
         for name, algorithms, schedulers, fraction in COMPARISONS:
             compare_dir = run_comparison(
@@ -137,7 +137,7 @@ def main() -> None:
     gap = (grid["mean_best"] - best["mean_best"]) * 100
     figures = {
         "grid_epochs": full,
-        "space": space_searched(sets),
+        "space": space_searched(sweep),
         "seeds": args.seeds,
         "overrides": sets[:-1],
         "arms": arms,
