@@ -87,10 +87,11 @@ def plan_arms(sweep: Sweep) -> list[Arm]:
     ]
 
 
-SHARED_SETTINGS = ("grace_period", "reduction_factor")
+SHARED_SETTINGS = ("grace_period", "reduction_factor", "metric")
 """Settings another scheduler takes from the sweep's, where both have them: ASHA against
 Hyperband halves at the same rate (at its default of 3 on 4 reports, Hyperband has a single
-bracket that stops anything: 2 trials after their first report)."""
+bracket that stops anything: 2 trials after their first report), comparing trials on the same
+metric."""
 
 
 def _scheduler(sweep: Sweep, name: str) -> Any:

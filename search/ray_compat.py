@@ -27,6 +27,10 @@ tests/search/test_ray_compat.py that fails loudly when a Ray upgrade changes it.
   each log-scaled value: in the rows it records (`PB2.data`), its bounds
   (`_hyperparam_bounds_flat`) and the config it explores (`PB2._get_new_config`).
 
+- Tune hands the sweep's metric (`TuneConfig.metric`) to the scheduler as well as the searcher,
+  and refuses a scheduler built with a metric of its own; ours keeps its own and accepts
+  (`set_search_properties`, replaced on the instance).
+
 Ray is imported inside the functions: the sweep file's validation imports this module.
 """
 
@@ -65,6 +69,22 @@ def result_loggers() -> list[Callback]:
         pass
 
     return [JsonLogger(), CsvLogger()]
+
+
+class _KeepsItsMetric:
+    """A scheduler's `set_search_properties` that accepts Tune's metric and mode and keeps its
+    own (a class, not a lambda: Ray's ASHA pickles its `__dict__` when Tune saves it)."""
+
+    def __call__(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        return True
+
+
+def deciding_on(scheduler: TrialScheduler, metric: str, mode: str) -> TrialScheduler:
+    """`scheduler`, comparing trials on `metric` whatever metric the sweep optimises (which
+    Tune passes to the searcher and, unasked, to the scheduler too)."""
+    scheduler.set_search_properties(metric, mode)
+    scheduler.set_search_properties = _KeepsItsMetric()  # type: ignore[method-assign]
+    return scheduler
 
 
 def _bracket_class() -> type:

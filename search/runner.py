@@ -28,7 +28,7 @@ from hpo.search.callbacks import ConsoleProgress, DiskGuard, SampleBudget, Tenso
 from hpo.search.compute import read_curve
 from hpo.search.pareto import front_summary
 from hpo.search.prepare import Prepared, prepare
-from hpo.search.ray_compat import result_loggers
+from hpo.search.ray_compat import deciding_on, result_loggers
 from hpo.search.ray_setup import (
     RayTarget,
     connect_ray,
@@ -55,6 +55,7 @@ from hpo.search.sweepfile import load_run_sweep, load_sweep, sweep_to_yaml
 from hpo.search.tensorboard import TensorBoardLayout
 from hpo.search.tune_results import snapshots, snapshots_on_disk
 from hpo.trainables.job import ServingProbe, TrainJob
+from hpo.trainables.metrics import mode_of
 from hpo.trainables.trainable import make_trainable
 
 if TYPE_CHECKING:
@@ -121,11 +122,15 @@ def tune_config(sweep: Sweep, prior: list[PastTrial] | None = None) -> Any:
         space=sweep.space,
         seed=sweep.search.seed,
     )
+    scheduler = sweep.scheduler.build(inputs)
+    compared_on = sweep.scheduler.decides_on(sweep.metric)
+    if compared_on != sweep.metric:
+        scheduler = deciding_on(scheduler, compared_on, mode_of(compared_on))
     return tune.TuneConfig(
         metric=sweep.metric,
         mode=sweep.mode,
         search_alg=sweep.algorithm.build(settings),
-        scheduler=sweep.scheduler.build(inputs),
+        scheduler=scheduler,
         num_samples=sweep.search.trials_requested(),
         max_concurrent_trials=sweep.search.max_concurrent,
         time_budget_s=sweep.search.time_budget_s,

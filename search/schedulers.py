@@ -25,6 +25,7 @@ from hpo.search.ray_compat import (
 )
 from hpo.search.space import KINDS, RANGE_KINDS, Dimension
 from hpo.trainables.job import reports_in
+from hpo.trainables.metrics import METRICS
 
 if TYPE_CHECKING:
     from ray.tune.schedulers import TrialScheduler
@@ -58,8 +59,26 @@ class _Scheduler(StrictModel):
     def build(self, inputs: SchedulerInputs) -> TrialScheduler:
         raise NotImplementedError
 
+    def decides_on(self, sweep_metric: str) -> str:
+        """The metric this scheduler compares trials on."""
+        return sweep_metric
 
-class _HalvingScheduler(_Scheduler):
+
+class _RankingScheduler(_Scheduler):
+    """A scheduler that compares trials to decide which go on."""
+
+    metric: Literal[tuple(METRICS)] | None = Field(  # type: ignore[valid-type]
+        default=None,
+        description="The validation metric trials are compared on when the scheduler decides; "
+        "default: the sweep's `metric`. Early on, accuracy ties between trials that still "
+        "predict one class; `loss` tells them apart by how far each has moved.",
+    )
+
+    def decides_on(self, sweep_metric: str) -> str:
+        return self.metric or sweep_metric
+
+
+class _HalvingScheduler(_RankingScheduler):
     grace_period: float | None = Field(
         default=None,
         gt=0,
@@ -106,7 +125,7 @@ class AshaConfig(_HalvingScheduler):
         )
 
 
-class HyperbandConfig(_Scheduler):
+class HyperbandConfig(_RankingScheduler):
     """Hyperband (Li et al. 2017): brackets of synchronous halving; pauses and resumes trials."""
 
     name: Literal["hyperband"]
@@ -153,7 +172,7 @@ class SuccessiveHalvingConfig(_HalvingScheduler):
         return max(math.ceil(self.reduction_factor), math.floor(reports / per_trial))
 
 
-class MedianConfig(_Scheduler):
+class MedianConfig(_RankingScheduler):
     """Median stopping rule (Golovin et al. 2017): stops a trial whose best result is worse than
     the median of the other trials' running averages at the same point."""
 
@@ -191,7 +210,7 @@ PBT_MUTABLE = (
 plan), the seed, the strategy or a shape (lora_r, freeze_layers)."""
 
 
-class PopulationConfig(_Scheduler):
+class PopulationConfig(_RankingScheduler):
     """What PBT and PB2 share: a population that trains side by side and, every
     `perturbation_interval` epochs, the trials in the bottom quantile copy the checkpoint of
     one in the top quantile and go on with new values of the `mutate` hyperparameters.

@@ -24,7 +24,7 @@ from hpo.search.schedulers import (
 from hpo.search.space import DimensionField, check_space, is_conditional
 from hpo.serve.config import ServeConfig
 from hpo.trainables.config import CONDITIONAL, DataConfig, TrainConfig
-from hpo.trainables.metrics import COSTS, METRICS
+from hpo.trainables.metrics import COSTS, METRICS, mode_of
 
 AlgorithmName = Literal[tuple(ALGORITHMS)]  # type: ignore[valid-type]
 MetricName = Literal[tuple(METRICS)]  # type: ignore[valid-type]
@@ -187,7 +187,7 @@ class Sweep(StrictModel):
     @model_validator(mode="after")
     def _consistent(self) -> Sweep:
         self._split_objectives()
-        expected = "min" if self.metric == "loss" else "max"
+        expected = mode_of(self.metric)
         if self.mode is None:
             object.__setattr__(self, "mode", expected)
         elif self.mode != expected:

@@ -18,6 +18,11 @@ COSTS = ("latency_ms", "params", "size_mb")
 may list after a validation metric, all minimised."""
 
 
+def mode_of(metric: str) -> str:
+    """Whether a validation metric is maximised or minimised."""
+    return "min" if metric == "loss" else "max"
+
+
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     """The mean cross-entropy of integer labels under softmax(logits)."""
     shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)

@@ -78,13 +78,14 @@ def test_successive_halving_gets_one_bracket_sized_to_the_budget(tmp_path: Path)
     assert arm.search.num_samples == 8
 
 
-def test_other_halving_schedulers_take_the_sweeps_grace_period_and_reduction_factor(
+def test_other_schedulers_take_the_sweeps_grace_period_reduction_factor_and_metric(
     tmp_path: Path,
 ) -> None:
+    asha = {"grace_period": 0.25, "reduction_factor": 2, "metric": "loss"}
     sweep = compare_sweep(
         tmp_path,
-        scheduler={"name": "asha", "max_epochs": 1, "grace_period": 0.25, "reduction_factor": 2},
-        compare={"algorithms": ["random"], "schedulers": ["asha", "hyperband", "median"]},
+        scheduler={"name": "asha", "max_epochs": 1, **asha},
+        compare={"algorithms": ["random"], "schedulers": ["asha", "hyperband", "median", "fifo"]},
     )
     arms = StorageDir.at(tmp_path / "arms")
     built = {
@@ -95,6 +96,8 @@ def test_other_halving_schedulers_take_the_sweeps_grace_period_and_reduction_fac
     assert built["hyperband"].max_epochs == 1
     assert built["median"].grace_period == 0.25
     assert not hasattr(built["median"], "reduction_factor")
+    assert built["hyperband"].metric == built["median"].metric == "loss"
+    assert not hasattr(built["fifo"], "metric")  # compares no trials
 
 
 @pytest.mark.parametrize("population", ["pbt", "pb2"])

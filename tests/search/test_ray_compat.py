@@ -106,6 +106,32 @@ def test_a_finished_bracket_stops_a_trial_still_saving_its_pause() -> None:
     assert controller.stopped == [first]
 
 
+def test_a_scheduler_deciding_on_its_own_metric_keeps_it_when_tune_passes_the_sweeps() -> None:
+    """ASHA on loss in a sweep of accuracy: Tune's call with the sweep's metric is accepted (a
+    scheduler built with its own metric would be refused) and changes nothing; at the rung,
+    the trial with the higher loss stops though its accuracy is higher."""
+    import pickle
+
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    asha = ray_compat.deciding_on(
+        ASHAScheduler(time_attr="training_iteration", max_t=4, grace_period=1, reduction_factor=2),
+        "loss",
+        "min",
+    )
+    assert asha.set_search_properties("accuracy", "max")
+    controller = _Controller()
+    ahead, behind = _trial("ahead"), _trial("behind")
+    for trial in (ahead, behind):
+        asha.on_trial_add(controller, trial)
+    first = {"training_iteration": 1, "loss": 0.60, "accuracy": 0.509}
+    assert asha.on_trial_result(controller, ahead, first) == TrialScheduler.CONTINUE
+    second = {"training_iteration": 1, "loss": 0.69, "accuracy": 0.510}
+    assert asha.on_trial_result(controller, behind, second) == TrialScheduler.STOP
+    saved = pickle.loads(pickle.dumps(asha.__dict__))  # as ASHAScheduler.save does
+    assert (saved["_metric"], saved["_mode"]) == ("loss", "min")
+
+
 class _TrialWithStorage:
     """What a result logger reads of a trial: its driver-side dir and its dir in storage."""
 

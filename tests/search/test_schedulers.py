@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 from ray.tune.schedulers import (
     ASHAScheduler,
     FIFOScheduler,
@@ -21,6 +21,8 @@ from hpo.search.schedulers import (
     WithinSpace,
 )
 from hpo.search.space import Dimension
+from hpo.search.sweepfile import parse_sweep
+from tests.helpers import sweep_tree
 
 SPACE = {
     "learning_rate": Dimension("loguniform", (1e-5, 1e-3)),
@@ -116,3 +118,37 @@ def test_pbt_resamples_within_the_space_and_clamps_what_it_multiplies() -> None:
     assert clamp(config) == {"learning_rate": 1e-3, "warmup_ratio": 0.0, "lr_schedule": "cosine"}
     stepped = WithinSpace({"dropout": Dimension("quniform", (0.0, 0.3, 0.05))})
     assert stepped({"dropout": 0.12})["dropout"] == pytest.approx(0.1)
+
+
+def test_a_scheduler_that_compares_trials_may_compare_them_on_another_metric() -> None:
+    section = TypeAdapter(SchedulerConfig).validate_python({"name": "asha", "metric": "loss"})
+    assert section.decides_on("accuracy") == "loss"
+    default = TypeAdapter(SchedulerConfig).validate_python({"name": "hyperband"})
+    assert default.decides_on("accuracy") == "accuracy"
+    with pytest.raises(ValidationError, match="metric"):  # FIFO compares nothing
+        TypeAdapter(SchedulerConfig).validate_python({"name": "fifo", "metric": "loss"})
+    with pytest.raises(ValidationError, match="'accuracy', 'f1'"):
+        TypeAdapter(SchedulerConfig).validate_python({"name": "asha", "metric": "latency_ms"})
+
+
+@pytest.mark.parametrize("name", ["asha", "hyperband", "median", "pbt"])
+def test_a_sweep_of_accuracy_whose_scheduler_compares_loss_gives_tune_both(name: str) -> None:
+    """Tune's searcher optimises the sweep's metric; its scheduler decides on its own, and
+    accepts Tune passing it the sweep's (Tune refuses a scheduler that declines)."""
+    from hpo.search.runner import tune_config
+
+    sweep = parse_sweep(
+        sweep_tree(
+            metric="accuracy",
+            search={"algorithm": "random", "num_samples": 4, "max_concurrent": 4},
+            scheduler={"name": name, "metric": "loss"},
+        )
+    )
+    config = tune_config(sweep)
+    assert (config.metric, config.mode) == ("accuracy", "max")
+    scheduler = config.scheduler
+    assert scheduler.set_search_properties(config.metric, config.mode)
+    assert (scheduler._metric, scheduler._mode) == ("loss", "min")
+    same = tune_config(parse_sweep(sweep_tree(metric="accuracy", scheduler={"name": name})))
+    assert same.scheduler.set_search_properties("accuracy", "max")
+    assert (same.scheduler._metric, same.scheduler._mode) == ("accuracy", "max")
