@@ -439,7 +439,7 @@ def _run_in(
     run.push(SWEEP_COPY)
     console.print(
         f"[bold]{sweep.name}[/]: {sweep.num_trials()} trials, {sweep.search.algorithm} search, "
-        f"{sweep.scheduler.name} scheduler, {len(prepared.data.train)} training examples, "
+        f"{sweep.scheduler_summary}, {len(prepared.data.train)} training examples, "
         f"{job.launcher} with {sweep.train.workers} worker(s) x {job.threads} thread(s)"
         f"{' on GPU' if job.use_gpu else ''}\nrun dir: {run}"
     )

@@ -162,7 +162,7 @@ class SuccessiveHalvingConfig(_HalvingScheduler):
         """How many trials one bracket can start so that it trains about `reports` reports in
         all: trial k of n reaches rung j with n / reduction_factor**j others, and trains the
         reports between rungs once (it resumes from its checkpoint)."""
-        rungs = _rungs(
+        rungs = halving_rungs(
             inputs.reports(self.max_epochs), self.grace_reports(inputs), self.reduction_factor
         )
         per_trial = sum(
@@ -383,7 +383,7 @@ def _halvings(max_t: int, grace_period: int, reduction_factor: float) -> int:
     return max(0, math.ceil(math.log(max_t / grace_period, reduction_factor) - 1e-9))
 
 
-def _rungs(max_t: int, grace_period: int, reduction_factor: float) -> list[float]:
+def halving_rungs(max_t: int, grace_period: int, reduction_factor: float) -> list[float]:
     """The reports at which synchronous successive halving decides, the last one max_t."""
     halvings = _halvings(max_t, grace_period, reduction_factor)
     return [min(max_t, grace_period * reduction_factor**j) for j in range(halvings + 1)]

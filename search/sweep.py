@@ -299,6 +299,13 @@ class Sweep(StrictModel):
         return self.search.algorithm != "grid" and optuna_owns_space(self.space, self._costs)
 
     @property
+    def scheduler_summary(self) -> str:
+        """`asha scheduler`, and the metric it compares trials on where that is not `metric`."""
+        compared_on = self.scheduler.decides_on(self.metric)
+        on = f" on {compared_on}" if compared_on != self.metric else ""
+        return f"{self.scheduler.name} scheduler{on}"
+
+    @property
     def objectives(self) -> list[tuple[str, str]]:
         """(name, mode) of every objective, `metric` first."""
         return [(self.metric, self.mode), *((cost, "min") for cost in self._costs)]

@@ -43,7 +43,7 @@ def validate(sweep: SweepArg, set_: SetOption = None) -> None:
     objectives = ", ".join(f"{name} ({mode})" for name, mode in loaded.objectives)
     console.print(
         f"[green]ok[/] {sweep}: {loaded.num_trials()} trials of {loaded.model}, "
-        f"{loaded.search.algorithm} search, {loaded.scheduler.name} scheduler, "
+        f"{loaded.search.algorithm} search, {loaded.scheduler_summary}, "
         f"metric{'s' * bool(loaded.costs)} {objectives}"
     )
 

@@ -66,6 +66,9 @@ def test_validate_and_schema(tiny_model: str, tmp_path: Path) -> None:
     done = run_hpo("validate", str(sweep), "--set", "search.num_samples=3")
     assert done.returncode == 0, done.stderr
     assert "3 trials" in done.stdout and "random search" in done.stdout
+    assert "fifo scheduler, metric loss" in done.stdout
+    compared_on = run_hpo("validate", str(sweep), "--set", "scheduler={name: asha, metric: f1}")
+    assert "asha scheduler on f1, metric loss" in compared_on.stdout, compared_on.stderr
     schema = json.loads(run_hpo("schema").stdout)
     assert "space" in schema["properties"]
 
