@@ -14,11 +14,17 @@ enter. Three comparisons, because grid's budget differs from the others':
     grid x fifo                  budget G   (the grid once: G = grid points x max_epochs epochs)
     random, tpe, gp x fifo       budget G/3
     tpe x asha, hyperband        budget G/3
+
+It also replays the sweep's halving on grid's full curves (every subset of as many trials as
+the early-stopping budget starts, per seed), once comparing trials at the rungs on the sweep's
+metric and once on validation loss (`scheduler.metric: loss`): what the rung decisions are
+worth, free of the searchers' draws.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import statistics
 import subprocess
@@ -31,9 +37,11 @@ from results import QUICK, write_result
 
 from hpo.core.storage import StorageDir
 from hpo.search.report import compare_arms
+from hpo.search.schedulers import SchedulerInputs, SuccessiveHalvingConfig, halving_rungs
 from hpo.search.space import as_grid
 from hpo.search.sweep import Sweep
 from hpo.search.sweepfile import load_sweep
+from hpo.trainables.metrics import mode_of
 
 SWEEP = REPO / "bench" / "hpo_efficiency.yaml"
 GOAL_POINTS = 0.5
@@ -66,6 +74,11 @@ def grid_epochs(sweep: Sweep) -> float:
 def space_searched(sweep: Sweep) -> dict[str, str]:
     """The sweep's space as text (`loguniform(1e-05, 0.001)`), to tell runs of past spaces apart."""
     return {name: f"{dim.kind}{dim.args}" for name, dim in sweep.space.items()}
+
+
+def early_stopping_settings(sweep: Sweep) -> dict:
+    """The sweep's scheduler section (the early-stopping arms share it), to tell runs apart."""
+    return sweep.scheduler.model_dump(exclude_none=True)
 
 
 def run_comparison(
@@ -106,6 +119,60 @@ def arm_figures(compare_dir: Path) -> list[dict]:
     ]
 
 
+def halving_replays(grid_dir: Path, sweep: Sweep, trials: int) -> dict:
+    """The sweep's halving (its grace period and reduction factor, synchronous) replayed on
+    grid's full curves, comparing trials at the rungs on the sweep's metric, then on loss: over
+    every `trials`-trial subset of each seed's grid, the mean of the best value the replay saw
+    (stopped trials' reports up to their stop included)."""
+    from hpo.search.tune_results import snapshots_on_disk
+
+    scheduler = sweep.scheduler
+    inputs = SchedulerInputs(sweep.train.evals_per_epoch, trials)
+    grace, rf = scheduler.grace_reports(inputs), scheduler.reduction_factor
+    rungs = [round(r) for r in halving_rungs(inputs.reports(scheduler.max_epochs), grace, rf)]
+    rungs = rungs[:-1]  # the last is max_epochs
+    best_per_seed: dict[str, list[float]] = {sweep.metric: [], "loss": []}
+    for arm in sorted((grid_dir / "arms").iterdir()):
+        curves = [trial.rows for trial in snapshots_on_disk(StorageDir.at(str(arm)))]
+        for ranked_on, bests in best_per_seed.items():
+            replays = [
+                _halving_best(subset, rungs, rf, ranked_on, sweep.metric)
+                for subset in itertools.combinations(curves, min(trials, len(curves)))
+            ]
+            bests.append(round(statistics.mean(replays), 4))
+    return {"trials": trials, "rungs": rungs, "best_per_seed_ranked_on": best_per_seed}
+
+
+def _halving_best(
+    curves: list[list[dict]], rungs: list[int], rf: float, ranked_on: str, metric: str
+) -> float:
+    """The best `metric` that halving `curves` at `rungs` on `ranked_on` would have seen."""
+    alive, seen = list(curves), []
+    for rung in rungs:
+        ranked = sorted(alive, key=lambda rows: _larger_is_better(ranked_on, rows[rung - 1]))
+        kept = max(1, int(len(ranked) / rf))
+        alive, stopped = ranked[-kept:], ranked[:-kept]
+        seen += [rows[:rung] for rows in stopped]
+    values = [row[metric] for rows in seen + alive for row in rows]
+    return max(values) if mode_of(metric) == "max" else min(values)
+
+
+def halving_trials(sweep: Sweep, epochs: float) -> int:
+    """How many trials the sweep's halving starts on `epochs` epochs of training."""
+    halving = SuccessiveHalvingConfig(
+        name="successive_halving",
+        max_epochs=sweep.scheduler.max_epochs,
+        grace_period=sweep.scheduler.grace_period,
+        reduction_factor=sweep.scheduler.reduction_factor,
+    )
+    inputs = SchedulerInputs(sweep.train.evals_per_epoch, 0)
+    return halving.trials_within(inputs.reports(epochs), inputs)
+
+
+def _larger_is_better(metric: str, row: dict) -> float:
+    return row[metric] if mode_of(metric) == "max" else -row[metric]
+
+
 def verdict(arms: list[dict]) -> tuple[bool, dict, dict, float]:
     """Met or not, grid's figures, the best early-stopping arm's, and its samples as a fraction
     of grid's."""
@@ -127,17 +194,22 @@ def main() -> None:
         sets = [*(QUICK_SETS if QUICK else []), f"storage={storage}"]
         sweep = load_sweep(SWEEP, sets)
         full = grid_epochs(sweep)
-        arms = []
+        arms, compare_dirs = [], {}
         for name, algorithms, schedulers, fraction in COMPARISONS:
-            compare_dir = run_comparison(
+            compare_dirs[name] = run_comparison(
                 name, algorithms, schedulers, full * fraction, args.seeds, sets
             )
-            arms += arm_figures(compare_dir)
+            arms += arm_figures(compare_dirs[name])
+        replays = halving_replays(
+            compare_dirs["grid"], sweep, halving_trials(sweep, full * GOAL_FRACTION)
+        )
     met, grid, best, fraction = verdict(arms)
     gap = (grid["mean_best"] - best["mean_best"]) * 100
     figures = {
         "grid_epochs": full,
         "space": space_searched(sweep),
+        "scheduler": early_stopping_settings(sweep),
+        "halving_replays": replays,
         "seeds": args.seeds,
         "overrides": sets[:-1],
         "arms": arms,
