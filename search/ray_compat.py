@@ -26,10 +26,9 @@ tests/search/test_ray_compat.py that fails loudly when a Ray upgrade changes it.
   1e-5 and 1e-3 would be explored as if 5e-4 were the middle; ours hands it the logarithm of
   each log-scaled value: in the rows it records (`PB2.data`), its bounds
   (`_hyperparam_bounds_flat`) and the config it explores (`PB2._get_new_config`).
-
 - Tune hands the sweep's metric (`TuneConfig.metric`) to the scheduler as well as the searcher,
-  and refuses a scheduler built with a metric of its own; ours keeps its own and accepts
-  (`set_search_properties`, replaced on the instance).
+  and refuses a scheduler built with a metric of its own; ours keeps its own and accepts (its
+  public `set_search_properties`, replaced on the instance).
 
 Ray is imported inside the functions: the sweep file's validation imports this module.
 """

@@ -69,9 +69,9 @@ class _RankingScheduler(_Scheduler):
 
     metric: Literal[tuple(METRICS)] | None = Field(  # type: ignore[valid-type]
         default=None,
-        description="The validation metric trials are compared on when the scheduler decides; "
-        "default: the sweep's `metric`. Early on, accuracy ties between trials that still "
-        "predict one class; `loss` tells them apart by how far each has moved.",
+        description="The validation metric trials are compared on when the scheduler decides "
+        "(the searcher, the best checkpoint and the promotion gate keep the sweep's); default: "
+        "the sweep's `metric`.",
     )
 
     def decides_on(self, sweep_metric: str) -> str:
