@@ -188,6 +188,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=1 if QUICK else 3)
     parser.add_argument("--keep", help="keep the comparison dirs here (default: a temp folder)")
+    parser.add_argument(
+        "--rescore",
+        metavar="DIR",
+        help="recompute the figures from the comparison dirs a run kept in DIR, training nothing",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         storage = args.keep or scratch
@@ -196,15 +201,19 @@ def main() -> None:
         full = grid_epochs(sweep)
         arms, compare_dirs = [], {}
         for name, algorithms, schedulers, fraction in COMPARISONS:
-            compare_dirs[name] = run_comparison(
-                name, algorithms, schedulers, full * fraction, args.seeds, sets
-            )
+            if args.rescore:
+                compare_dirs[name] = Path(args.rescore) / f"efficiency-{name}-compare"
+            else:
+                compare_dirs[name] = run_comparison(
+                    name, algorithms, schedulers, full * fraction, args.seeds, sets
+                )
             arms += arm_figures(compare_dirs[name])
         replays = halving_replays(
             compare_dirs["grid"], sweep, halving_trials(sweep, full * GOAL_FRACTION)
         )
     met, grid, best, fraction = verdict(arms)
     gap = (grid["mean_best"] - best["mean_best"]) * 100
+    behind = f"{gap:.2f} points behind" if gap > 0 else f"{-gap:.2f} points ahead"
     figures = {
         "grid_epochs": full,
         "space": space_searched(sweep),
@@ -223,7 +232,7 @@ def main() -> None:
         ratio=round(fraction, 3),
         figures=figures,
         summary=f"{best['algorithm']}+{best['scheduler']} {best['mean_best']:.4f} vs grid "
-        f"{grid['mean_best']:.4f} ({gap:.2f} points behind) on {fraction:.2f}x grid's samples "
+        f"{grid['mean_best']:.4f} ({behind}) on {fraction:.2f}x grid's samples "
         f"(mean of {args.seeds} seeds)",
     )
 
