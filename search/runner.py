@@ -123,9 +123,8 @@ def tune_config(sweep: Sweep, prior: list[PastTrial] | None = None) -> Any:
         seed=sweep.search.seed,
     )
     scheduler = sweep.scheduler.build(inputs)
-    compared_on = sweep.scheduler.decides_on(sweep.metric)
-    if compared_on != sweep.metric:
-        scheduler = deciding_on(scheduler, compared_on, mode_of(compared_on))
+    if sweep.scheduler_metric != sweep.metric:
+        scheduler = deciding_on(scheduler, sweep.scheduler_metric, mode_of(sweep.scheduler_metric))
     return tune.TuneConfig(
         metric=sweep.metric,
         mode=sweep.mode,

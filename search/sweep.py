@@ -299,10 +299,15 @@ class Sweep(StrictModel):
         return self.search.algorithm != "grid" and optuna_owns_space(self.space, self._costs)
 
     @property
+    def scheduler_metric(self) -> str:
+        """The validation metric the scheduler compares trials on (`scheduler.metric`, default
+        `metric`)."""
+        return self.scheduler.decides_on(self.metric)
+
+    @property
     def scheduler_summary(self) -> str:
         """`asha scheduler`, and the metric it compares trials on where that is not `metric`."""
-        compared_on = self.scheduler.decides_on(self.metric)
-        on = f" on {compared_on}" if compared_on != self.metric else ""
+        on = f" on {self.scheduler_metric}" if self.scheduler_metric != self.metric else ""
         return f"{self.scheduler.name} scheduler{on}"
 
     @property
